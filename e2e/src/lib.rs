@@ -1,0 +1,1 @@
+//! docket-e2e harness

@@ -1,0 +1,2 @@
+//! docket CLI
+fn main() {}

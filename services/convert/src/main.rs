@@ -1,0 +1,2 @@
+//! docket-convert
+fn main() {}

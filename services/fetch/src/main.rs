@@ -1,0 +1,2 @@
+//! docket-fetch
+fn main() {}

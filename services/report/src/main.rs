@@ -1,0 +1,2 @@
+//! docket-report
+fn main() {}

@@ -1,0 +1,2 @@
+//! docket-search
+fn main() {}

@@ -1,0 +1,2 @@
+//! docket-status
+fn main() {}

@@ -1,0 +1,2 @@
+//! docket-store
+fn main() {}
