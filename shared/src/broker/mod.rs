@@ -1,0 +1,135 @@
+//! RabbitMQ: the connection supervisor (connect, declare, consume; on any
+//! failure rebuild everything with capped backoff), publishing, topology and
+//! the consume loop.
+//!
+//! We own the reconnect rather than use lapin's opt-in auto-recovery: an ack
+//! for a delivery from before a reconnect does nothing anyway, so a clean
+//! rebuild (new connection, new channels, in-flight work dropped and
+//! redelivered) is both simpler and what actually happens on the wire.
+
+pub mod consume;
+pub mod message;
+pub mod publish;
+pub mod topology;
+
+use std::{sync::Arc, time::Duration};
+
+use lapin::{Connection, ConnectionProperties, options::ConfirmSelectOptions};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use consume::{Consumer, Handler, consumer};
+pub use message::{Meta, Outgoing};
+pub use publish::{PublishError, Publisher};
+
+use crate::settings::Settings;
+
+#[derive(Clone)]
+pub struct Broker {
+    url: crate::settings::Secret,
+    name: String,
+    pub publisher: Publisher,
+    connection: Arc<RwLock<Option<Arc<Connection>>>>,
+}
+
+impl Broker {
+    pub fn new(settings: &Settings, name: &str) -> Broker {
+        Broker {
+            url: settings.amqp_url.clone(),
+            name: name.to_string(),
+            publisher: Publisher::new(settings.delay_tiers.clone()),
+            connection: Arc::default(),
+        }
+    }
+
+    /// Opens a connection (for tools like the CLI that need no supervisor).
+    pub async fn connect(&self) -> lapin::Result<Connection> {
+        let props = ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+        Connection::connect(self.url.expose(), props).await
+    }
+
+    /// The supervisor's current connection, for side tasks that need a
+    /// channel of their own (the hold drainers).
+    pub async fn current(&self) -> Option<Arc<Connection>> {
+        self.connection.read().await.clone()
+    }
+
+    /// Keeps a connection with every consumer running until `shutdown`.
+    pub async fn supervise(
+        &self,
+        settings: &Settings,
+        apis: &[&str],
+        consumers: Vec<Arc<dyn Consumer>>,
+        shutdown: CancellationToken,
+        connected: impl Fn(bool),
+    ) {
+        let mut delay = Duration::from_millis(500);
+        while !shutdown.is_cancelled() {
+            let started = std::time::Instant::now();
+            let result = self.session(settings, apis, &consumers, &shutdown, &connected).await;
+            connected(false);
+            self.publisher.set_channel(None).await;
+            if let Some(conn) = self.connection.write().await.take() {
+                let _ = conn.close(200, "session over".into()).await;
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) => {
+                    if started.elapsed() > Duration::from_secs(30) {
+                        delay = Duration::from_millis(500);
+                    }
+                    warn!(error = %e, retry_in = ?delay, "broker connection lost; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        settings: &Settings,
+        apis: &[&str],
+        consumers: &[Arc<dyn Consumer>],
+        shutdown: &CancellationToken,
+        connected: &impl Fn(bool),
+    ) -> anyhow::Result<()> {
+        let conn = Arc::new(self.connect().await?);
+        topology::declare(&conn, settings, apis).await?;
+        let publishing = conn.create_channel().await?;
+        publishing.confirm_select(ConfirmSelectOptions::default()).await?;
+        self.publisher.set_channel(Some(publishing)).await;
+        *self.connection.write().await = Some(conn.clone());
+        connected(true);
+        info!("connected to the broker");
+
+        // A session ends when any consumer fails (the connection is likely
+        // gone) or when every consumer has drained after shutdown.
+        let stop = shutdown.child_token();
+        let mut loops = tokio::task::JoinSet::new();
+        for (i, c) in consumers.iter().enumerate() {
+            let tag = format!("{}-{}-{}", self.name, c.queue(), i);
+            let (conn, c, stop, grace) = (conn.clone(), c.clone(), stop.clone(), settings.shutdown_grace);
+            loops.spawn(async move { consume::consume(&conn, c, stop, grace, tag).await });
+        }
+        if consumers.is_empty() {
+            shutdown.cancelled().await;
+        }
+        let mut outcome = Ok(());
+        while let Some(done) = loops.join_next().await {
+            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                // Stop the siblings too; their in-flight work is dropped.
+                stop.cancel();
+                loops.abort_all();
+                outcome = Err(e);
+                break;
+            }
+        }
+        outcome
+    }
+}

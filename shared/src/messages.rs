@@ -1,0 +1,64 @@
+//! The message types, one per queue. Messages are small and carry IDs only:
+//! bytes travel through scratch storage, names come from the database when
+//! a call needs them, and nothing here can hold a patient's name.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use crate::db::runs::Step;
+
+/// `patients`: a request for a patient's records, as anyone may publish it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PatientRequest {
+    pub patient_id: String,
+}
+
+/// `docket.store`: put a document's original, or its PDF, into storage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StoreStep {
+    Original { run_id: Uuid, doc: i32 },
+    Pdf { run_id: Uuid, doc: i32, outcome: Conversion },
+}
+
+/// `docket.convert`: convert one document held in scratch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConvertJob {
+    pub run_id: Uuid,
+    pub doc: i32,
+    pub scratch_key: String,
+    /// The extension of the document's name: a hint only, since the content
+    /// decides the type, and the name itself might name the patient.
+    pub ext: String,
+}
+
+/// What a conversion came to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Conversion {
+    Converted { scratch_key: String, pages: u32, kind: String },
+    Failed { kind: String, reason: String },
+}
+
+/// Where bytes in flight wait, per run.
+pub mod scratch {
+    use uuid::Uuid;
+
+    pub fn run_prefix(run: Uuid) -> String {
+        format!("runs/{run}")
+    }
+    pub fn archive(run: Uuid) -> String {
+        format!("runs/{run}/archive.zip")
+    }
+    pub fn original(run: Uuid, doc: i32) -> String {
+        format!("runs/{run}/files/{doc}")
+    }
+    pub fn pdf(run: Uuid, doc: i32) -> String {
+        format!("runs/{run}/pdf/{doc}.pdf")
+    }
+}
+
+/// The valid form of a patient ID: 1 to 64 ASCII letters, digits, `-`, `_`.
+pub fn valid_patient_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,155 @@
+//! Every metric a docket process exports, registered once per process in one
+//! struct. Names start with `pipeline_`; labels are low-cardinality (stage,
+//! queue, api, outcome, kind), never run or patient IDs.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub stage: &'static str,
+    pub queue: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub stage: &'static str,
+    pub queue: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub api: &'static str,
+    pub endpoint: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub api: &'static str,
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub budget: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DocumentLabels {
+    pub outcome: &'static str,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms .. ~9 min: handler times, outside calls, limiter waits and conversions.
+    Histogram::new(exponential_buckets(0.001, 2.0, 20))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub messages: Family<MessageLabels, Counter>,
+    pub message_seconds: HistogramFamily<QueueLabels>,
+    pub inflight: Family<QueueLabels, Gauge>,
+    pub outside_requests: Family<RequestLabels, Counter>,
+    pub outside_seconds: HistogramFamily<EndpointLabels>,
+    pub limiter_wait: HistogramFamily<BudgetLabels>,
+    pub limiter_deferred: Family<BudgetLabels, Counter>,
+    pub breaker_state: Family<ApiLabels, Gauge>,
+    pub documents: Family<DocumentLabels, Counter>,
+    pub conversion_seconds: HistogramFamily<KindLabels>,
+    pub runs_started: Counter,
+    pub runs_joined: Counter,
+    pub runs_finished: Family<StatusLabels, Counter>,
+    pub jobs_in_flight: Gauge,
+    pub broker_connected: Gauge,
+    pub outbox_pending: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub bytes_stored: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("pipeline");
+        let m = Metrics {
+            messages: Family::default(),
+            message_seconds: Family::new_with_constructor(seconds_histogram),
+            inflight: Family::default(),
+            outside_requests: Family::default(),
+            outside_seconds: Family::new_with_constructor(seconds_histogram),
+            limiter_wait: Family::new_with_constructor(seconds_histogram),
+            limiter_deferred: Family::default(),
+            breaker_state: Family::default(),
+            documents: Family::default(),
+            conversion_seconds: Family::new_with_constructor(seconds_histogram),
+            runs_started: Counter::default(),
+            runs_joined: Counter::default(),
+            runs_finished: Family::default(),
+            jobs_in_flight: Gauge::default(),
+            broker_connected: Gauge::default(),
+            outbox_pending: Gauge::default(),
+            bytes_stored: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("messages", "Messages handled, by outcome", m.messages.clone());
+        r.register("message_duration_seconds", "Time to handle one message", m.message_seconds.clone());
+        r.register("inflight_messages", "Messages being handled now", m.inflight.clone());
+        r.register("outside_requests", "Requests to DocumentExchange and TaskTracker", m.outside_requests.clone());
+        r.register("outside_request_duration_seconds", "Outside request latency", m.outside_seconds.clone());
+        r.register("limiter_wait_seconds", "Time a caller waited for its reserved slot", m.limiter_wait.clone());
+        r.register("limiter_deferred", "Messages sent to a delay queue because their slot was far", m.limiter_deferred.clone());
+        r.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", m.breaker_state.clone());
+        r.register("documents", "Documents finished, converted or failed", m.documents.clone());
+        r.register("conversion_duration_seconds", "Time of one conversion", m.conversion_seconds.clone());
+        r.register("runs_started", "Patient runs started", m.runs_started.clone());
+        r.register("runs_joined", "Requests that joined a run in progress", m.runs_joined.clone());
+        r.register("runs_finished", "Patient runs finished, by documents status", m.runs_finished.clone());
+        r.register("docex_jobs_in_flight", "DocEx jobs between search and archive download", m.jobs_in_flight.clone());
+        r.register("broker_connected", "1 when connected to RabbitMQ", m.broker_connected.clone());
+        r.register("outbox_pending", "Messages committed but not yet published", m.outbox_pending.clone());
+        r.register("bytes_stored", "Bytes written to the storage service", m.bytes_stored.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        encode(&mut out, &self.registry).expect("encoding metrics into a String");
+        out
+    }
+}

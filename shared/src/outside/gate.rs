@@ -1,0 +1,180 @@
+//! The single gate of an outside API: breaker, budget, timeout and the
+//! one place that decides which answers are retryable.
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use tracing::{error, info, warn};
+
+use super::{
+    Api, Budget,
+    breaker::{Breaker, Verdict},
+    limiter::{Limiter, Slot},
+};
+use crate::{
+    error::{StageError, StageResult},
+    metrics::{BudgetLabels, EndpointLabels, Metrics, RequestLabels},
+};
+
+/// How a call takes its budget slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Reserve the next slot and hold the message while waiting for it, if
+    /// it is within `LIMIT_MAX_HOLD`; otherwise wait through a delay queue.
+    Hold,
+    /// Take a slot only if one is free now, never one in the future: the
+    /// low-priority side of a shared budget (DocEx searches yield to archive
+    /// downloads, which may reserve ahead).
+    NowOnly,
+}
+
+#[derive(Clone)]
+pub struct Gate {
+    pub api: Api,
+    pub http: reqwest::Client,
+    pub breaker: Breaker,
+    pub limiter: Limiter,
+    pub max_hold: Duration,
+    /// Total timeout of one ordinary request (downloads use per-read only).
+    pub timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the HTTP client for an outside API: connect and per-read timeouts
+/// here; each ordinary request adds a total timeout of its own.
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .read_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent("docket/0.1")
+        .build()?)
+}
+
+fn retry_after(response: &Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_millis(100))
+}
+
+impl Gate {
+    pub fn http_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends `request` through the breaker and the budget. Returns the
+    /// response for 2xx and for 4xx the caller must interpret (404, 410,
+    /// 400); turns everything else into the right `StageError`.
+    pub async fn call(
+        &self,
+        endpoint: &'static str,
+        budget: Budget,
+        admission: Admission,
+        request: RequestBuilder,
+    ) -> StageResult<Response> {
+        let verdict = self.breaker.admit(self.api).await?;
+        if let Verdict::Wait(_) = verdict {
+            return Err(StageError::Blocked { api: self.api });
+        }
+        let max_wait = if admission == Admission::Hold { self.max_hold } else { Duration::ZERO };
+        let labels = BudgetLabels { budget: budget.as_str() };
+        match self.limiter.reserve(budget, max_wait).await? {
+            Slot::Reserved(wait) => {
+                self.metrics.limiter_wait.get_or_create(&labels).observe(wait.as_secs_f64());
+                tokio::time::sleep(wait).await;
+            }
+            Slot::Deferred(after) => {
+                self.metrics.limiter_deferred.get_or_create(&labels).inc();
+                return Err(StageError::wait(after, format!("{} budget spent for now", budget.as_str())));
+            }
+        }
+        let started = std::time::Instant::now();
+        let sent = request.send().await;
+        self.metrics
+            .outside_seconds
+            .get_or_create(&EndpointLabels { api: self.api.as_str(), endpoint })
+            .observe(started.elapsed().as_secs_f64());
+        let (outcome, result) = self.classify(endpoint, sent);
+        self.metrics
+            .outside_requests
+            .get_or_create(&RequestLabels { api: self.api.as_str(), endpoint, outcome })
+            .inc();
+        match &result {
+            Ok(_) => {
+                if self.breaker.succeeded(self.api).await.unwrap_or(false) {
+                    info!(api = %self.api, "circuit closed: the API answers again");
+                }
+            }
+            Err(StageError::Transient { reason, .. }) => {
+                let opened = self.breaker.failed(self.api).await?;
+                if opened {
+                    warn!(api = %self.api, %reason, "circuit opened: holding calls until a probe succeeds");
+                    return Err(StageError::Blocked { api: self.api });
+                }
+                if verdict == Verdict::Probe {
+                    return Err(StageError::Blocked { api: self.api });
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn classify(&self, endpoint: &str, sent: reqwest::Result<Response>) -> (&'static str, StageResult<Response>) {
+        let api = self.api;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let outcome = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect_error"
+                } else {
+                    "server_error"
+                };
+                let why = if e.is_timeout() { "timed out".to_string() } else { format!("failed: {}", short(&e)) };
+                return (outcome, Err(StageError::transient(format!("{api} {endpoint} {why}"))));
+            }
+        };
+        let status = response.status();
+        match status {
+            s if s.is_success() => ("ok", Ok(response)),
+            StatusCode::TOO_MANY_REQUESTS => {
+                // Someone else may share the credential; honour the answer.
+                let after = retry_after(&response);
+                warn!(%api, endpoint, ?after, "429 from the outside; honouring Retry-After");
+                ("rate_limited", Err(StageError::wait(after, format!("{api} answered 429"))))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                error!(%api, endpoint, %status, "credentials refused; check the API token setting");
+                ("client_error", Err(StageError::transient(format!("{api} refused our credentials ({status})"))))
+            }
+            StatusCode::REQUEST_TIMEOUT => ("timeout", Err(StageError::transient(format!("{api} {endpoint}: 408")))),
+            s if s.is_server_error() => {
+                ("server_error", Err(StageError::transient(format!("{api} {endpoint} answered {s}"))))
+            }
+            _ => ("client_error", Ok(response)),
+        }
+    }
+}
+
+/// The error chain of a reqwest error, without the URL (which carries job
+/// ids only, but is long and says nothing an operator needs).
+fn short(e: &reqwest::Error) -> String {
+    let mut text = match e.url() {
+        Some(url) => e.to_string().replace(&format!(" ({url})"), "").replace(url.as_str(), ""),
+        None => e.to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

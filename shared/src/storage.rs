@@ -1,0 +1,178 @@
+//! Object storage through the `object_store` crate: `file:///dir` or
+//! `s3://bucket/prefix` (S3 or MinIO, configured with the usual AWS_*
+//! variables). Used for the storage service and for scratch.
+//!
+//! Keys are built by the pipeline from sanitised parts and parsed as
+//! object_store paths, which refuse `..`, empty and absolute segments: no
+//! key can leave its root whatever an archive's entry names were.
+
+use std::{path::PathBuf, sync::Arc};
+
+use futures::StreamExt;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, aws::AmazonS3Builder, local::LocalFileSystem,
+    path::Path as Key, prefix::PrefixStore,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{StageError, StageResult};
+
+/// Files up to this size are written in one request; larger ones stream in parts.
+const SINGLE_PUT: u64 = 8 << 20;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    /// The root directory, for `file://` stores.
+    local: Option<PathBuf>,
+}
+
+fn key(k: &str) -> StageResult<Key> {
+    Key::parse(k).map_err(|e| StageError::permanent(format!("unsafe storage key {k:?}: {e}")))
+}
+
+fn storage_error(doing: &str, k: &str, e: object_store::Error) -> StageError {
+    match e {
+        object_store::Error::NotFound { .. } => StageError::permanent(format!("{doing}: {k} does not exist")),
+        other => StageError::transient(format!("{doing} {k}: {other}")),
+    }
+}
+
+impl Store {
+    /// Opens the store a URL names; `setting` names the setting in errors.
+    pub fn open(url: &str, setting: &str) -> anyhow::Result<Store> {
+        let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
+        match parsed.scheme() {
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|_| anyhow::anyhow!("setting {setting}: {url} is not a local directory"))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| anyhow::anyhow!("setting {setting}: cannot create {}: {e}", dir.display()))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
+                Ok(Store { inner: Arc::new(fs), local: Some(dir) })
+            }
+            "s3" => {
+                let s3 = AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
+                let prefix = parsed.path().trim_matches('/');
+                let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix))
+                };
+                Ok(Store { inner, local: None })
+            }
+            other => anyhow::bail!("setting {setting}: scheme {other} is not supported"),
+        }
+    }
+
+    /// Where a key lives on local disk, for `file://` stores.
+    pub fn local_path(&self, k: &str) -> Option<PathBuf> {
+        let root = self.local.as_ref()?;
+        key(k).ok().map(|p| p.parts().fold(root.clone(), |acc, part| acc.join(part.as_ref())))
+    }
+
+    /// Writes a local file under `k`, streaming large files in parts.
+    pub async fn put_file(&self, k: &str, file: &std::path::Path) -> StageResult<u64> {
+        let location = key(k)?;
+        let size = tokio::fs::metadata(file).await?.len();
+        if size <= SINGLE_PUT {
+            let bytes = tokio::fs::read(file).await?;
+            self.inner.put(&location, PutPayload::from(bytes)).await.map_err(|e| storage_error("writing", k, e))?;
+            return Ok(size);
+        }
+        let upload = self.inner.put_multipart(&location).await.map_err(|e| storage_error("writing", k, e))?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut reader = tokio::fs::File::open(file).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await.map_err(|e| storage_error("writing", k, e))?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(|e| storage_error("writing", k, e))?;
+        Ok(size)
+    }
+
+    pub async fn put_bytes(&self, k: &str, bytes: Vec<u8>) -> StageResult {
+        self.inner.put(&key(k)?, PutPayload::from(bytes)).await.map_err(|e| storage_error("writing", k, e))?;
+        Ok(())
+    }
+
+    /// Reads `k` into a local file, streaming.
+    pub async fn get_to_file(&self, k: &str, file: &std::path::Path) -> StageResult<u64> {
+        let got = self.inner.get(&key(k)?).await.map_err(|e| storage_error("reading", k, e))?;
+        let mut stream = got.into_stream();
+        let mut out = tokio::fs::File::create(file).await?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| storage_error("reading", k, e))?;
+            bytes += chunk.len() as u64;
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        Ok(bytes)
+    }
+
+    pub async fn get_bytes(&self, k: &str) -> StageResult<bytes::Bytes> {
+        let got = self.inner.get(&key(k)?).await.map_err(|e| storage_error("reading", k, e))?;
+        got.bytes().await.map_err(|e| storage_error("reading", k, e))
+    }
+
+    /// Copies `k` of this store to `to_key` of `to`, streaming; a plain file
+    /// copy when both are local directories.
+    pub async fn copy_to(&self, k: &str, to: &Store, to_key: &str) -> StageResult<u64> {
+        if let (Some(from), Some(dest)) = (self.local_path(k), to.local_path(to_key)) {
+            key(to_key)?;
+            let parent = dest.parent().map(PathBuf::from).unwrap_or_default();
+            tokio::fs::create_dir_all(&parent).await?;
+            // Copy then rename: a reader never sees a half-written object.
+            let staging = parent.join(format!(".{}.partial", uuid::Uuid::new_v4()));
+            let copied = tokio::fs::copy(&from, &staging).await;
+            let bytes = match copied {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StageError::permanent(format!("copying: {k} does not exist")));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tokio::fs::rename(&staging, &dest).await?;
+            return Ok(bytes);
+        }
+        let scratch = tempfile::NamedTempFile::new()?;
+        self.get_to_file(k, scratch.path()).await?;
+        to.put_file(to_key, scratch.path()).await
+    }
+
+    pub async fn exists(&self, k: &str) -> StageResult<bool> {
+        match self.inner.head(&key(k)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(storage_error("checking", k, e)),
+        }
+    }
+
+    /// Deletes every object under `prefix` (best effort for cleanup).
+    pub async fn delete_prefix(&self, prefix: &str) -> StageResult<usize> {
+        let p = key(prefix)?;
+        let mut listed = self.inner.list(Some(&p));
+        let mut n = 0;
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(|e| storage_error("listing", prefix, e))?;
+            match self.inner.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(e) => return Err(storage_error("deleting", meta.location.as_ref(), e)),
+            }
+        }
+        if let Some(dir) = self.local_path(prefix) {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+        Ok(n)
+    }
+}
