@@ -1,0 +1,240 @@
+//! `docket.fetch`: download the run's archive into scratch (checkpointed, so
+//! a crash during extraction never spends a second download), extract it
+//! safely, and hand every document to the store stage in one commit.
+
+use std::{path::PathBuf, sync::Arc};
+
+use docket_shared::{
+    App, Handler, Meta, Outgoing, StageError, StageResult, Transient, UnitOfWork,
+    broker::topology::queues,
+    db::runs::{self, FOUND, NOT_FOUND, Run, Step, state},
+    messages::{StoreStep, scratch},
+    outside::docex::Download,
+};
+use futures::{StreamExt, TryStreamExt};
+use tracing::info;
+
+use crate::{ArchiveError, Entry, EntryOutcome, ExtractLimits, extract, key_segment};
+
+pub struct Fetch(pub Arc<App>);
+
+/// A document as the run records it.
+struct Doc {
+    index: i32,
+    name: String,
+    outcome: Result<(PathBuf, u64), String>,
+}
+
+impl Handler for Fetch {
+    type Input = Step;
+    const QUEUE: &'static str = queues::FETCH;
+
+    /// Downloads are long and few (the budget allows ten a minute): two at a
+    /// time per replica keeps the next one ready without hoarding messages.
+    fn prefetch(&self, app: &App) -> u16 {
+        app.settings.prefetch.unwrap_or(2)
+    }
+
+    async fn handle(&self, step: Step, _meta: &Meta) -> StageResult {
+        let app = &self.0;
+        let Some(run) = runs::current(&app.db().pool, step, state::FETCH).await? else { return Ok(()) };
+        let work = tempfile::tempdir_in(&app.settings.work_dir)?;
+        let archive = if run.archive_fetched {
+            local_archive(app, &run, &work).await?
+        } else {
+            match download(app, &run, &work).await? {
+                Some(path) => path,
+                None => return search_again(app, step, &run).await,
+            }
+        };
+        let docs = match archive {
+            Ok(path) => unpack(app, &run, path, &work).await?,
+            Err(reason) => vec![Doc { index: 0, name: "(archive)".into(), outcome: Err(reason) }],
+        };
+        record(app, step, &run, &docs).await?;
+        let _ = app.scratch.delete_prefix(&scratch::archive(run.run_id)).await;
+        Ok(())
+    }
+}
+
+/// Downloads into scratch and checkpoints. `None`: the archive expired or
+/// vanished, so the run must search again. `Some(Err)`: too large, which
+/// the report lists as the archive's failure.
+async fn download(app: &App, run: &Run, work: &tempfile::TempDir) -> StageResult<Option<Result<PathBuf, String>>> {
+    let url = run.archive_url.as_deref().ok_or_else(|| StageError::permanent("run is fetching without an archive URL"))?;
+    let key = scratch::archive(run.run_id);
+    // With a local scratch directory, download straight beside the final
+    // file and rename: a multi-GB archive is written to disk once.
+    let in_scratch = app.scratch.local_path(&key);
+    let local = match &in_scratch {
+        Some(path) => {
+            let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+            tokio::fs::create_dir_all(&dir).await?;
+            dir.join(format!(".archive-{}.partial", uuid::Uuid::new_v4()))
+        }
+        None => work.path().join("archive.zip"),
+    };
+    let limit = app.settings.archive_max_bytes;
+    let downloaded = app.docex().download(url, &local, limit).await;
+    if !matches!(downloaded, Ok(Download::Saved { .. })) {
+        let _ = tokio::fs::remove_file(&local).await;
+    }
+    let result = match downloaded? {
+        Download::Saved { bytes } => {
+            let path = match in_scratch {
+                Some(path) => {
+                    tokio::fs::rename(&local, &path).await?;
+                    path
+                }
+                None => {
+                    app.scratch.put_file(&key, &local).await?;
+                    local
+                }
+            };
+            info!(run_id = %run.run_id, bytes, "archive downloaded");
+            Ok(path)
+        }
+        Download::Expired | Download::Missing => return Ok(None),
+        Download::TooLarge { limit } => Err(format!("the archive is larger than the {} MiB limit", limit >> 20)),
+    };
+    // Checkpoint: the download is done and its job slot is free for the next
+    // search, whatever happens during extraction.
+    sqlx::query("UPDATE docket.runs SET archive_fetched = true, holds_job_slot = false, updated_at = now() WHERE run_id = $1")
+        .bind(run.run_id)
+        .execute(&app.db().pool)
+        .await?;
+    Ok(Some(result))
+}
+
+/// The archive after a crash: it is in scratch already (or was too large,
+/// in which case there is nothing in scratch and the report says so).
+async fn local_archive(app: &App, run: &Run, work: &tempfile::TempDir) -> StageResult<Result<PathBuf, String>> {
+    let key = scratch::archive(run.run_id);
+    if let Some(path) = app.scratch.local_path(&key) {
+        if path.exists() {
+            return Ok(Ok(path));
+        }
+    } else if app.scratch.exists(&key).await? {
+        let local = work.path().join("archive.zip");
+        app.scratch.get_to_file(&key, &local).await?;
+        return Ok(Ok(local));
+    }
+    Ok(Err("the archive is larger than the download limit".into()))
+}
+
+async fn search_again(app: &App, step: Step, run: &Run) -> StageResult {
+    let mut uow = UnitOfWork::begin(app).await?;
+    let moved = sqlx::query(
+        "UPDATE docket.runs SET job_id = NULL, archive_url = NULL, search_attempt = search_attempt + 1,
+             state = $3, seq = seq + 1, updated_at = now()
+         WHERE run_id = $1 AND seq = $2 AND state = $4",
+    )
+    .bind(step.run_id)
+    .bind(step.seq)
+    .bind(state::SEARCH)
+    .bind(state::FETCH)
+    .execute(uow.conn())
+    .await?;
+    if moved.rows_affected() == 1 {
+        runs::event(uow.conn(), run.run_id, "fetch", "archive expired or gone; searching again").await?;
+        uow.send(Outgoing::new(queues::SEARCH, &runs::next(step)).run(run.run_id));
+    }
+    uow.commit(app).await
+}
+
+/// Extracts (off the async runtime) and copies every usable file to scratch.
+async fn unpack(app: &App, run: &Run, archive: PathBuf, work: &tempfile::TempDir) -> StageResult<Vec<Doc>> {
+    let dest = work.path().join("files");
+    std::fs::create_dir_all(&dest)?;
+    let limits = ExtractLimits {
+        max_entries: app.settings.archive_max_entries,
+        max_total_bytes: app.settings.archive_max_bytes,
+        max_entry_bytes: app.settings.entry_max_bytes,
+        ..ExtractLimits::default()
+    };
+    let extracted = tokio::task::spawn_blocking(move || extract(&archive, &dest, &limits))
+        .await
+        .transient("extraction task")?;
+    let entries: Vec<Entry> = match extracted {
+        Ok(entries) => entries,
+        // Our disk, not the archive: try again later.
+        Err(ArchiveError::Io(e)) => return Err(StageError::transient(format!("extracting the archive: {e}"))),
+        // The archive as a whole is unusable: one failed document says why.
+        Err(e) => return Ok(vec![Doc { index: 0, name: "(archive)".into(), outcome: Err(e.to_string()) }]),
+    };
+    let run_id = run.run_id;
+    futures::stream::iter(entries)
+        .map(|entry| async move {
+            let index = entry.index as i32;
+            let outcome = match entry.outcome {
+                EntryOutcome::File { path, size } => {
+                    app.scratch.put_file(&scratch::original(run_id, index), &path).await?;
+                    Ok((path, size))
+                }
+                EntryOutcome::Failed { reason } => Err(reason),
+            };
+            Ok::<_, StageError>(Doc { index, name: entry.name, outcome })
+        })
+        .buffered(16)
+        .try_collect()
+        .await
+}
+
+/// One commit: every document row, the run's totals and state, and a store
+/// message per usable document (or the report, when none is usable).
+async fn record(app: &App, step: Step, run: &Run, docs: &[Doc]) -> StageResult {
+    let total = docs.len() as i32;
+    let failed = docs.iter().filter(|d| d.outcome.is_err()).count() as i32;
+    let status = if total > 0 { FOUND } else { NOT_FOUND };
+    let next_state = if failed < total { state::DOCUMENTS } else { state::REPORT };
+    let mut uow = UnitOfWork::begin(app).await?;
+    let moved = sqlx::query(
+        "UPDATE docket.runs SET docs_total = $3, docs_done = $4, docs_failed = $4, documents_status = $5,
+             holds_job_slot = false, state = $6, seq = seq + 1, updated_at = now(), last_error = NULL
+         WHERE run_id = $1 AND seq = $2 AND state = $7",
+    )
+    .bind(step.run_id)
+    .bind(step.seq)
+    .bind(total)
+    .bind(failed)
+    .bind(status)
+    .bind(next_state)
+    .bind(state::FETCH)
+    .execute(uow.conn())
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(());
+    }
+    let indexes: Vec<i32> = docs.iter().map(|d| d.index).collect();
+    let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+    let key_names: Vec<String> = docs.iter().map(|d| key_segment(&d.name)).collect();
+    let states: Vec<&str> = docs.iter().map(|d| if d.outcome.is_ok() { "extracted" } else { "failed" }).collect();
+    let sizes: Vec<Option<i64>> = docs.iter().map(|d| d.outcome.as_ref().ok().map(|(_, s)| *s as i64)).collect();
+    let reasons: Vec<Option<&str>> = docs.iter().map(|d| d.outcome.as_ref().err().map(String::as_str)).collect();
+    sqlx::query(
+        "INSERT INTO docket.documents (run_id, doc, name, key_name, state, size, reason)
+         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+         ON CONFLICT (run_id, doc) DO NOTHING",
+    )
+    .bind(run.run_id)
+    .bind(indexes)
+    .bind(names)
+    .bind(key_names)
+    .bind(states)
+    .bind(sizes)
+    .bind(reasons)
+    .execute(uow.conn())
+    .await?;
+    let next = runs::next(step);
+    if next_state == state::REPORT {
+        uow.send(Outgoing::new(queues::REPORT, &next).run(run.run_id));
+    }
+    for d in docs.iter().filter(|d| d.outcome.is_ok()) {
+        uow.send(Outgoing::new(queues::STORE, &StoreStep::Original { run_id: run.run_id, doc: d.index }).run(run.run_id));
+    }
+    let text = format!("archive extracted: {total} documents, {failed} unusable");
+    runs::event(uow.conn(), run.run_id, "fetch", &text).await?;
+    uow.commit(app).await?;
+    info!(run_id = %run.run_id, total, failed, "archive extracted");
+    Ok(())
+}
