@@ -1,0 +1,73 @@
+//! Sample documents of every kind an archive holds, public for the conversion engine's tests too.
+//!
+//! Every generator is deterministic: the same arguments give the same bytes.
+//! [`pdf`], [`text`], [`html`], [`cda`], [`rtf`] and [`docx`] are cheap;
+//! images cost more, so archives draw them from a small per-process cache
+//! ([`cached`]) while the functions here always build what they are asked for.
+
+mod fax;
+mod markup;
+mod office;
+mod pdf;
+mod photo;
+mod tiff;
+pub(crate) mod words;
+
+use std::sync::OnceLock;
+
+use rand::RngCore;
+
+pub use fax::tiff;
+pub use markup::{cda, html, text};
+pub use office::{docx, rtf, zip_of};
+pub use pdf::pdf;
+pub use photo::{jpeg, jpeg_cmyk, jpeg_with_orientation, png};
+
+/// `len` random bytes: the odd file of no known format.
+pub fn junk(len: usize, seed: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    crate::util::rng(seed).fill_bytes(&mut buf);
+    buf
+}
+
+/// Drops the last part of a file, as a broken upload would.
+pub fn truncated(mut bytes: Vec<u8>, keep_percent: usize) -> Vec<u8> {
+    bytes.truncate(bytes.len() * keep_percent.min(100) / 100);
+    bytes
+}
+
+/// Image samples built once per process and shared by every archive.
+///
+/// Encoding images in a debug build takes tens of milliseconds each; a
+/// 3000-entry archive must still be ready in seconds, so archives reuse a few
+/// variants (real archives repeat themselves too).
+pub mod cached {
+    use super::*;
+
+    /// How many variants of each image type exist.
+    pub const VARIANTS: usize = 4;
+
+    /// Variant `i` (mod [`VARIANTS`]) of an upright RGB JPEG photo.
+    pub fn jpeg(i: usize) -> &'static [u8] {
+        static C: [OnceLock<Vec<u8>>; VARIANTS] = [const { OnceLock::new() }; VARIANTS];
+        let i = i % VARIANTS;
+        C[i].get_or_init(|| match i {
+            3 => super::jpeg_cmyk(480, 360, 3),
+            _ => super::jpeg(320 + 160 * i as u32, 240 + 120 * i as u32, i as u64),
+        })
+    }
+
+    /// Variant `i` of a JPEG that needs its EXIF orientation (6, 3, 8, 6) applied.
+    pub fn jpeg_oriented(i: usize) -> &'static [u8] {
+        static C: [OnceLock<Vec<u8>>; VARIANTS] = [const { OnceLock::new() }; VARIANTS];
+        let i = i % VARIANTS;
+        C[i].get_or_init(|| super::jpeg_with_orientation(640, 480, [6, 3, 8, 6][i], 100 + i as u64))
+    }
+
+    /// Variant `i` of a PNG (RGB, RGBA or 16-bit grey).
+    pub fn png(i: usize) -> &'static [u8] {
+        static C: [OnceLock<Vec<u8>>; VARIANTS] = [const { OnceLock::new() }; VARIANTS];
+        let i = i % VARIANTS;
+        C[i].get_or_init(|| super::png(400 + 100 * i as u32, 300, i as u64))
+    }
+}
