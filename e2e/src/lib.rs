@@ -1,1 +1,19 @@
-//! docket-e2e harness
+//! The e2e harness: a whole pipeline per test, isolated from every other
+//! test by its own RabbitMQ vhost, PostgreSQL database, Redis key prefix,
+//! storage and scratch directories, and its own DocEx and TaskTracker stubs.
+//!
+//! - [`env`]: `TestEnv`, its settings, and its cleanup.
+//! - [`stages`]: starting stages in-process (any number of replicas) or as
+//!   real processes (to kill with SIGKILL).
+//! - [`rabbit`]: vhosts through the management API, raw publishing, reading
+//!   parked messages.
+//! - [`wait`]: polling with a deadline, never bare sleeps.
+
+pub mod env;
+pub mod rabbit;
+pub mod stages;
+pub mod wait;
+
+pub use env::{Patient, TestEnv, TestOptions};
+pub use stages::Stage;
+pub use wait::{eventually, within};

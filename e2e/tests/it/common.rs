@@ -1,0 +1,34 @@
+//! Checks several tests share.
+
+use std::path::Path;
+
+use docket_stubs::{ArchiveKind, Profile, Task};
+
+pub fn profile(documents: u32, kind: ArchiveKind) -> Profile {
+    Profile { documents, kind, job_ms: Some(300), ..Profile::default() }
+}
+
+/// `qpdf --check` passes and the page count is what the report says.
+pub fn assert_valid_pdf(path: &Path, pages: Option<u32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(bytes.starts_with(b"%PDF-"), "{} is not a PDF", path.display());
+    let check = std::process::Command::new("qpdf").arg("--check").arg(path).output().expect("qpdf is installed (the test script installs it)");
+    assert!(check.status.success(), "qpdf --check {}: {}", path.display(), String::from_utf8_lossy(&check.stdout));
+    if let Some(expected) = pages {
+        let n = std::process::Command::new("qpdf").arg("--show-npages").arg(path).output().expect("qpdf runs");
+        let counted: u32 = String::from_utf8_lossy(&n.stdout).trim().parse().expect("qpdf prints a page count");
+        assert_eq!(counted, expected, "page count of {}", path.display());
+    }
+}
+
+/// Each patient has exactly one task, carrying exactly one report.
+pub fn one_task_one_report_each(tasks: &[Task], patients: usize) {
+    assert_eq!(tasks.len(), patients, "one task per patient");
+    let mut ids: Vec<&str> = tasks.iter().map(|t| t.patient_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), patients, "no patient has two tasks");
+    for t in tasks {
+        assert_eq!(t.reports.len(), 1, "task {} has {} reports", t.task_id, t.reports.len());
+    }
+}
