@@ -120,6 +120,8 @@ impl TestEnv {
             ("HTTP_ADDR", "127.0.0.1:0".into()),
             ("SHUTDOWN_GRACE", "5s".into()),
             ("CONVERT_PREFETCH", "2".into()),
+            // Tests run side by side with many replicas each; PostgreSQL allows 100 connections.
+            ("DATABASE_POOL", "4".into()),
             ("CONVERT_EXE", convert_exe().display().to_string()),
             ("LOG_FORMAT", "text".into()),
         ]

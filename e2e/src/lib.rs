@@ -11,6 +11,7 @@
 
 pub mod env;
 pub mod rabbit;
+pub mod redis;
 pub mod stages;
 pub mod wait;
 

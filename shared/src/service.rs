@@ -119,7 +119,7 @@ impl Service {
         let needs = self.needs;
         let db = match needs.db {
             true => {
-                let db = Db::connect_lazy(&settings.database_url, 16)?;
+                let db = Db::connect_lazy(&settings.database_url, settings.database_pool)?;
                 until_ok("migrating the database", &shutdown, || db.migrate()).await?;
                 Some(db)
             }

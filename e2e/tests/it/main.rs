@@ -6,3 +6,5 @@ mod common;
 mod intake;
 mod pipeline;
 mod crash;
+mod budgets;
+mod outages;

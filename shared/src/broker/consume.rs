@@ -263,7 +263,8 @@ pub(crate) async fn consume(
     if drained.is_err() {
         warn!(queue = consumer.queue(), left = inflight.len(), "grace period over; unfinished messages return to the queue");
     }
-    let _ = channel.close(200, "shutting down".into()).await;
+    // The channel closes with the connection; closing it here as well races
+    // the broker's cancel-ok and only produces noise.
     Ok(())
 }
 

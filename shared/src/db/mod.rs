@@ -55,6 +55,8 @@ impl Db {
         sqlx::query("SELECT pg_advisory_lock(727361)").execute(&mut *conn).await?;
         let result = async {
             let c: &mut PgConnection = &mut conn;
+            // "already exists, skipping" notices are expected on every start.
+            sqlx::query("SET client_min_messages TO warning").execute(&mut *c).await?;
             sqlx::query("CREATE SCHEMA IF NOT EXISTS docket").execute(&mut *c).await?;
             sqlx::query(PATIENTS_TABLE).execute(&mut *c).await?;
             // The migrator keeps its bookkeeping table in the current schema:
@@ -62,6 +64,7 @@ impl Db {
             sqlx::query("SET search_path TO docket").execute(&mut *c).await?;
             let migrated = MIGRATOR.run_direct(&mut *c).await;
             sqlx::query("RESET search_path").execute(&mut *c).await?;
+            sqlx::query("RESET client_min_messages").execute(&mut *c).await?;
             migrated?;
             anyhow::Ok(())
         }

@@ -48,6 +48,8 @@ pub struct Settings {
     pub redis_key_prefix: String,
     /// `DATABASE_URL` [postgres://postgres@127.0.0.1:5432/postgres].
     pub database_url: Secret,
+    /// `DATABASE_POOL` [10]: connections per process at most.
+    pub database_pool: u32,
     /// `STORAGE_URL` [file://$PWD/var/storage]: `file:///dir` or `s3://bucket/prefix`.
     pub storage_url: String,
     /// `SCRATCH_URL` [file://$PWD/var/scratch]: bytes in flight between stages;
@@ -197,6 +199,7 @@ impl Settings {
             redis_url: secret("REDIS_URL", "redis://127.0.0.1:6379/0"),
             redis_key_prefix: v.text("REDIS_KEY_PREFIX", "docket"),
             database_url: secret("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+            database_pool: v.parsed("DATABASE_POOL", "10", number)?,
             storage_url: v.parsed("STORAGE_URL", &local("storage"), store_url)?,
             scratch_url: v.parsed("SCRATCH_URL", &local("scratch"), store_url)?,
             work_dir: v
@@ -243,6 +246,7 @@ impl Settings {
 
     /// Relations between settings that no single parser can see.
     fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.database_pool > 0, "setting DATABASE_POOL: must be at least 1");
         anyhow::ensure!(self.docex_max_jobs > 0, "setting DOCEX_MAX_JOBS: must be at least 1");
         anyhow::ensure!(self.delivery_limit > 1, "setting DELIVERY_LIMIT: must be at least 2");
         anyhow::ensure!(

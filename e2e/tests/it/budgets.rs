@@ -1,0 +1,100 @@
+//! The fleet-wide budgets: many replicas together stay inside them, a Redis
+//! restart costs at most one request over, and a long job is polled on the
+//! backoff schedule rather than at the budget's full rate.
+
+use std::time::Duration;
+
+use docket_e2e::{Patient, TestEnv, TestOptions, eventually};
+use docket_stubs::{ArchiveKind, Budget, Profile, budget::max_in_window};
+
+use crate::common::one_task_one_report_each;
+
+fn quick_archives(options: &mut TestOptions) {
+    options.docex.docs = "0..2".parse().expect("a valid range");
+    options.docex.empty_share = 0.3;
+    options.docex.archive_kind = ArchiveKind::Text;
+    options.docex.job_time = "100ms..500ms".parse().expect("a valid range");
+}
+
+/// The most requests any sliding window of the budget's length held, from
+/// the stub's own log of arrivals, and the 429s it gave.
+fn assert_within(name: &str, log: &[u64], limit: u32, period: Duration, over_budget: u64, allowed_over: u64) {
+    let most = max_in_window(log, period);
+    println!("{name}: {} requests, at most {most} in any {period:?} window (limit {limit}), {over_budget} over budget", log.len());
+    assert!(over_budget <= allowed_over, "{name}: {over_budget} requests over budget");
+    assert!(most <= u64::from(limit), "{name}: {most} requests in one window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_of_every_stage_with_300_patients_never_exceed_any_budget() {
+    let mut options = TestOptions::default();
+    quick_archives(&mut options);
+    let mut env = TestEnv::new(options).await;
+    let patients: Vec<Patient> = (0..300).map(|i| Patient::new(&format!("R{i:03}"))).collect();
+    env.seed(&patients).await;
+    env.start_all(3).await;
+    env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
+    env.wait_finished(300, Duration::from_secs(300)).await;
+
+    one_task_one_report_each(&env.tracker.tasks(), 300);
+    let d = env.docex.stats();
+    let t = env.tracker.stats();
+    assert_within("docex search+download", &env.docex.budget_log(Budget::Search), d.search.limit, Duration::from_millis(d.search.period_ms), d.search.over_budget, 0);
+    assert_within("docex status", &env.docex.budget_log(Budget::Status), d.status.limit, Duration::from_millis(d.status.period_ms), d.status.over_budget, 0);
+    assert_within("tasktracker", &env.tracker.budget_log(), t.budget.limit, Duration::from_millis(t.budget.period_ms), t.budget.over_budget, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_restart_mid_batch_loses_no_work_and_exceeds_a_budget_by_at_most_one_request() {
+    let redis = docket_e2e::redis::Private::start().await;
+    let mut options = TestOptions::default();
+    quick_archives(&mut options);
+    options.vars.push(("REDIS_URL", redis.url()));
+    let mut env = TestEnv::new(options).await;
+    let patients: Vec<Patient> = (0..120).map(|i| Patient::new(&format!("X{i:03}"))).collect();
+    env.seed(&patients).await;
+    env.start_all(2).await;
+    env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
+    eventually(Duration::from_secs(60), "a third of the runs done", || async {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
+            .fetch_one(&env.pool).await.map_err(|e| e.to_string())?;
+        if done >= 40 { Ok(()) } else { Err(format!("{done} done")) }
+    })
+    .await;
+    let redis = redis.restart(Duration::from_secs(2)).await;
+    env.wait_finished(120, Duration::from_secs(240)).await;
+
+    one_task_one_report_each(&env.tracker.tasks(), 120);
+    let d = env.docex.stats();
+    let t = env.tracker.stats();
+    // After Redis comes back empty the first request of each budget goes at
+    // once: one request may land in a window that was already full.
+    assert_within("docex search+download", &env.docex.budget_log(Budget::Search), d.search.limit + 1, Duration::from_millis(d.search.period_ms), d.search.over_budget, 1);
+    assert_within("docex status", &env.docex.budget_log(Budget::Status), d.status.limit + 1, Duration::from_millis(d.status.period_ms), d.status.over_budget, 1);
+    assert_within("tasktracker", &env.tracker.budget_log(), t.budget.limit + 1, Duration::from_millis(t.budget.period_ms), t.budget.over_budget, 1);
+    env.cleanup().await;
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_running_for_an_hour_is_polled_on_the_backoff_schedule_not_at_full_rate() {
+    // Time scaled 60 to 1: an hour is a minute, a one-minute poll cap is one second.
+    let mut options = TestOptions::default();
+    options.vars.push(("POLL_FIRST", "200ms".into()));
+    options.vars.push(("POLL_MAX", "1s".into()));
+    let mut env = TestEnv::new(options).await;
+    let p = Patient::new("P-HOUR");
+    let hour = Profile { documents: 1, kind: ArchiveKind::Text, running_ms: Some(60_000), ..Profile::default() };
+    env.docex.set_profile(&p.first, &p.last, hour);
+    env.seed(&[p]).await;
+    env.start_all(1).await;
+    env.publish(&["P-HOUR"]).await;
+    env.wait_finished(1, Duration::from_secs(120)).await;
+
+    let polls = env.docex.stats().status.spent;
+    // 200 ms doubling to 1 s: about 3 polls to reach the cap, then one a second.
+    println!("a 60 s job took {polls} status reads (the budget would have allowed {})", 60 * 50);
+    assert!((40..=80).contains(&polls), "{polls} status reads for a one-minute job");
+    env.cleanup().await;
+}
