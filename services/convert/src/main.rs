@@ -1,2 +1,29 @@
-//! docket-convert
-fn main() {}
+//! docket-convert binary: the stage service, or (as `child`) one isolated conversion.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    // The child must not start a runtime or thread pool: under an address-space
+    // cap every extra thread and allocator arena eats into the document's budget.
+    if args.get(1).map(String::as_str) == Some("child") {
+        return docket_convert::child_main(&args[2..]);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("docket-convert: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(docket_convert::stage::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("docket-convert: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

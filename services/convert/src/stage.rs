@@ -1,0 +1,108 @@
+//! The convert stage: `docket.convert` → one document from scratch to PDF in
+//! an isolated child, the result published to the store stage. It touches
+//! nothing but scratch; `basic.qos(CONVERT_PREFETCH)` bounds how many
+//! conversions (each capped at CONVERT_MEMORY_LIMIT) run at once.
+
+use std::{path::PathBuf, sync::Arc};
+
+use docket_shared::{
+    App, Handler, Meta, Needs, Outgoing, Service, StageError, StageResult,
+    broker::{Consumer, topology::queues},
+    consumer,
+    messages::{Conversion, ConvertJob, StoreStep, scratch},
+    metrics::KindLabels,
+};
+use tracing::debug;
+
+use crate::{ConvertError, Limits, convert_isolated, default_prefetch, limits::host_memory_bytes};
+
+pub fn service() -> Service {
+    Service { name: "convert", port: 9104, needs: Needs::default() }
+}
+
+pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
+    let s = &app.settings;
+    let limits = Limits {
+        memory_bytes: s.convert_memory_limit,
+        timeout: s.convert_timeout,
+        cpu_seconds: (s.convert_timeout.as_secs() / 2).max(1),
+    };
+    let prefetch = s.convert_prefetch.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        default_prefetch(cores, host_memory_bytes(), limits.memory_bytes).min(u16::MAX as usize) as u16
+    });
+    let exe = s.convert_exe.clone().or_else(|| std::env::current_exe().ok()).unwrap_or_else(|| PathBuf::from("docket-convert"));
+    tracing::info!(prefetch, memory_cap = limits.memory_bytes, timeout = ?limits.timeout, "conversion limits");
+    vec![consumer(app, Convert { app: app.clone(), exe, limits, prefetch })]
+}
+
+/// Runs the convert stage until SIGTERM.
+pub async fn run() -> anyhow::Result<()> {
+    service().main(consumers).await
+}
+
+pub struct Convert {
+    app: Arc<App>,
+    exe: PathBuf,
+    limits: Limits,
+    prefetch: u16,
+}
+
+/// A short, safe extension for the child's file name (a hint only).
+fn safe_ext(ext: &str) -> String {
+    let e: String = ext.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    if e.is_empty() { "bin".into() } else { e.to_ascii_lowercase() }
+}
+
+impl Handler for Convert {
+    type Input = ConvertJob;
+    const QUEUE: &'static str = queues::CONVERT;
+
+    fn prefetch(&self, _app: &App) -> u16 {
+        self.prefetch.max(1)
+    }
+
+    async fn handle(&self, job: ConvertJob, _meta: &Meta) -> StageResult {
+        let app = &self.app;
+        let work = tempfile::tempdir_in(&app.settings.work_dir)?;
+        let ext = safe_ext(&job.ext);
+        let input = match app.scratch.local_path(&job.scratch_key) {
+            Some(path) => path,
+            None => {
+                let path = work.path().join(format!("input.{ext}"));
+                match app.scratch.get_to_file(&job.scratch_key, &path).await {
+                    Ok(_) => path,
+                    Err(StageError::Permanent(_)) => work.path().join("missing"),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let outcome = if !input.exists() {
+            // The run may have finished already (a duplicate message); if not,
+            // the store stage records this as the document's failure.
+            debug!(run_id = %job.run_id, doc = job.doc, "original no longer in scratch");
+            Conversion::Failed { kind: "unknown".into(), reason: "the original file was lost before conversion".into() }
+        } else {
+            let output = work.path().join("out.pdf");
+            let started = std::time::Instant::now();
+            let result = convert_isolated(&self.exe, &input, &output, &format!("document.{ext}"), &self.limits).await;
+            let outcome = match result {
+                Ok(done) => {
+                    let key = scratch::pdf(job.run_id, job.doc);
+                    app.scratch.put_file(&key, &output).await?;
+                    Conversion::Converted { scratch_key: key, pages: done.pages, kind: done.kind.to_string() }
+                }
+                Err(ConvertError::Document { kind, reason }) => Conversion::Failed { kind: kind.to_string(), reason },
+                Err(ConvertError::Internal(why)) => return Err(StageError::transient(format!("converter: {why}"))),
+            };
+            let kind = match &outcome {
+                Conversion::Converted { kind, .. } | Conversion::Failed { kind, .. } => kind.clone(),
+            };
+            app.metrics.conversion_seconds.get_or_create(&KindLabels { kind }).observe(started.elapsed().as_secs_f64());
+            outcome
+        };
+        let step = StoreStep::Pdf { run_id: job.run_id, doc: job.doc, outcome };
+        app.broker.publisher.send(&Outgoing::new(queues::STORE, &step).run(job.run_id)).await?;
+        Ok(())
+    }
+}
