@@ -219,11 +219,16 @@ fn tracing_subscriber_init() {
     docket_shared::telemetry::init(docket_shared::settings::LogFormat::Text);
 }
 
-/// The docket-convert binary beside this test binary (built by the test script).
+/// The docket-convert binary of this build (built by the test script):
+/// beside a benchmark binary, or one level up from a test binary in `deps/`.
 pub fn convert_exe() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
-    let dir = exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps");
-    dir.join("docket-convert")
+    let dir = exe.parent().expect("a binary lives in a directory");
+    let beside = dir.join("docket-convert");
+    if beside.exists() {
+        return beside;
+    }
+    dir.parent().map(Path::to_path_buf).unwrap_or_default().join("docket-convert")
 }
 
 pub async fn drop_resources(vhost: &str, db: &str, prefix: &str) {

@@ -8,3 +8,4 @@ mod pipeline;
 mod crash;
 mod budgets;
 mod outages;
+mod documents;

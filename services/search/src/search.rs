@@ -1,7 +1,7 @@
 //! `docket.search` → a DocEx job. Two gates first: a slot among the capped
 //! DocEx jobs in flight (so downloads keep up with searches), then a slot
-//! of the search+download budget taken only when free now, never reserved
-//! ahead: archive downloads, which may reserve ahead, go first.
+//! of the search+download budget: only the next slot, never one further
+//! ahead, so archive downloads (which may reserve far ahead) go first.
 //!
 //! Prefetch is 1: the queue itself is the waiting room, in order, and this
 //! consumer holds one message while it waits for its slots.

@@ -263,8 +263,9 @@ pub(crate) async fn consume(
     if drained.is_err() {
         warn!(queue = consumer.queue(), left = inflight.len(), "grace period over; unfinished messages return to the queue");
     }
-    // The channel closes with the connection; closing it here as well races
-    // the broker's cancel-ok and only produces noise.
+    // Closed explicitly: a dropped channel closes itself asynchronously,
+    // which races the connection's own close.
+    let _ = channel.close(200, "shutting down".into()).await;
     Ok(())
 }
 

@@ -63,7 +63,11 @@ impl Publisher {
     }
 
     pub(crate) async fn set_channel(&self, channel: Option<Channel>) {
-        *self.channel.write().await = channel;
+        let old = std::mem::replace(&mut *self.channel.write().await, channel);
+        if let Some(old) = old {
+            // Closed explicitly, see consume.rs.
+            let _ = old.close(200, "replaced".into()).await;
+        }
     }
 
     pub fn is_connected(&self) -> bool {

@@ -128,7 +128,7 @@ pub async fn declare(conn: &Connection, settings: &Settings, apis: &[&str]) -> l
     for api in apis {
         channel.queue_declare(hold_name(api).as_str().into(), durable(), quorum(&[])).await?;
     }
-    Ok(())
+    channel.close(200, "declared".into()).await
 }
 
 /// Declares `patients` and returns a usable channel. If someone created the

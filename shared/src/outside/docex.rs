@@ -81,7 +81,7 @@ impl Docex {
             .timeout(self.gate_timeout())
             .header("Idempotency-Key", idempotency_key)
             .json(&body);
-        let response = self.gate.call("search", Budget::DocexSearch, Admission::NowOnly, rb).await?;
+        let response = self.gate.call("search", Budget::DocexSearch, Admission::NextOnly, rb).await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::OK | StatusCode::CREATED => {
                 let job: JobRef = response.json().await.transient("reading DocEx's search answer")?;

@@ -22,10 +22,11 @@ pub enum Admission {
     /// Reserve the next slot and hold the message while waiting for it, if
     /// it is within `LIMIT_MAX_HOLD`; otherwise wait through a delay queue.
     Hold,
-    /// Take a slot only if one is free now, never one in the future: the
-    /// low-priority side of a shared budget (DocEx searches yield to archive
-    /// downloads, which may reserve ahead).
-    NowOnly,
+    /// Take only the next slot (at most one interval away), never one
+    /// further ahead: the low-priority side of a shared budget. DocEx
+    /// searches yield to archive downloads, which may reserve far ahead, yet
+    /// a search waiting for the next slot leaves no gap behind the last one.
+    NextOnly,
 }
 
 #[derive(Clone)]
@@ -81,7 +82,10 @@ impl Gate {
         if let Verdict::Wait(_) = verdict {
             return Err(StageError::Blocked { api: self.api });
         }
-        let max_wait = if admission == Admission::Hold { self.max_hold } else { Duration::ZERO };
+        let max_wait = match admission {
+            Admission::Hold => self.max_hold,
+            Admission::NextOnly => self.limiter.interval(budget),
+        };
         let labels = BudgetLabels { budget: budget.as_str() };
         match self.limiter.reserve(budget, max_wait).await? {
             Slot::Reserved(wait) => {

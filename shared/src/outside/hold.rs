@@ -62,6 +62,9 @@ pub async fn drain(api: Api, broker: Broker, breaker: Breaker, metrics: Arc<Metr
             }
         }
     }
+    if let Some(ch) = channel {
+        let _ = ch.close(200, "shutting down".into()).await;
+    }
 }
 
 /// Moves up to `budget` messages from the hold queue back to their work

@@ -265,6 +265,9 @@ impl Settings {
             self.convert_memory_limit >= 64 << 20,
             "setting CONVERT_MEMORY_LIMIT: below 64MiB no conversion can start"
         );
+        if let Some(exe) = &self.convert_exe {
+            anyhow::ensure!(exe.is_file(), "setting CONVERT_EXE: {} does not exist", exe.display());
+        }
         // The broker takes a channel away from a consumer that holds a message
         // longer than consumer_timeout (30 min by default).
         anyhow::ensure!(

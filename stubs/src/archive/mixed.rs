@@ -194,6 +194,7 @@ pub(super) fn render(what: EntryType, s: u64) -> Content {
         T::Jpeg => image(cached::jpeg(v)),
         T::JpegOriented => image(cached::jpeg_oriented(v)),
         T::Png | T::PngNamedJpg => image(cached::png(v)),
+        T::HugePng => image(cached::huge_png()),
         T::Html => file(samples::html(s)),
         T::Cda => file(samples::cda(s)),
         T::Rtf => file(samples::rtf(s)),

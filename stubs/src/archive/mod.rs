@@ -37,6 +37,9 @@ pub enum ArchiveKind {
     Text,
     /// JPEG, PNG and TIFF images only.
     Images,
+    /// One 63-megapixel PNG scan (small compressed, about 190 MB decoded)
+    /// first, then plain text files: for testing a conversion memory cap.
+    Heavy,
 }
 
 impl FromStr for ArchiveKind {
@@ -47,8 +50,9 @@ impl FromStr for ArchiveKind {
             "hostile" => Ok(ArchiveKind::Hostile),
             "text" => Ok(ArchiveKind::Text),
             "images" => Ok(ArchiveKind::Images),
+            "heavy" => Ok(ArchiveKind::Heavy),
             other => Err(format!(
-                "unknown archive kind {other:?}; use mixed, hostile, text or images"
+                "unknown archive kind {other:?}; use mixed, hostile, text, images or heavy"
             )),
         }
     }
@@ -114,6 +118,8 @@ pub enum EntryType {
     NestedZip,
     /// A 300-character file name, longer than most file systems allow.
     LongName,
+    /// A 9000×7000 PNG: a few MB in the archive, about 190 MB decoded.
+    HugePng,
 }
 
 /// One planned entry: its name in the archive and what it really is.
@@ -138,6 +144,12 @@ pub fn plan(kind: ArchiveKind, count: u32, seed: u64) -> Vec<PlannedEntry> {
             seed,
             &[EntryType::Jpeg, EntryType::Png, EntryType::Tiff],
         ),
+        ArchiveKind::Heavy => {
+            let mut v = vec![PlannedEntry { name: "scans/whole-body-scan.png".into(), what: EntryType::HugePng }];
+            v.extend(mixed::plan_only((count as usize).saturating_sub(1), seed, &[EntryType::Text]));
+            v.truncate(count as usize);
+            v
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub use fax::tiff;
 pub use markup::{cda, html, text};
 pub use office::{docx, rtf, zip_of};
 pub use pdf::pdf;
-pub use photo::{jpeg, jpeg_cmyk, jpeg_with_orientation, png};
+pub use photo::{huge_png, jpeg, jpeg_cmyk, jpeg_with_orientation, png};
 
 /// `len` random bytes: the odd file of no known format.
 pub fn junk(len: usize, seed: u64) -> Vec<u8> {
@@ -62,6 +62,12 @@ pub mod cached {
         static C: [OnceLock<Vec<u8>>; VARIANTS] = [const { OnceLock::new() }; VARIANTS];
         let i = i % VARIANTS;
         C[i].get_or_init(|| super::jpeg_with_orientation(640, 480, [6, 3, 8, 6][i], 100 + i as u64))
+    }
+
+    /// The one huge PNG scan (see [`super::huge_png`]), made once per process.
+    pub fn huge_png() -> &'static [u8] {
+        static C: OnceLock<Vec<u8>> = OnceLock::new();
+        C.get_or_init(super::huge_png)
     }
 
     /// Variant `i` of a PNG (RGB, RGBA or 16-bit grey).

@@ -198,3 +198,28 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     writer.finish().expect("writing to memory cannot fail");
     out
 }
+
+/// A 9000×7000 RGB scan of soft bands: a few MB as a PNG, about 190 MB once
+/// decoded, so converting it needs far more memory than an ordinary page.
+pub fn huge_png() -> Vec<u8> {
+    let (w, h) = (9000u32, 7000u32);
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    // Writing into a Vec cannot fail; the dimensions are valid.
+    let mut writer = enc.write_header().expect("a valid PNG header");
+    let mut stream = writer.stream_writer().expect("a PNG stream");
+    let mut row = vec![0u8; w as usize * 3];
+    for y in 0..h {
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            let band = ((x as u32 / 300 + y / 250) % 7) as u8;
+            px.copy_from_slice(&[200 - band * 20, 180 + band * 10, 160 + (y % 64) as u8]);
+        }
+        std::io::Write::write_all(&mut stream, &row).expect("writing into memory");
+    }
+    stream.finish().expect("finishing a PNG in memory");
+    drop(writer);
+    out
+}
