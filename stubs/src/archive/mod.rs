@@ -37,7 +37,7 @@ pub enum ArchiveKind {
     Text,
     /// JPEG, PNG and TIFF images only.
     Images,
-    /// One 63-megapixel PNG scan (small compressed, about 190 MB decoded)
+    /// One 108-megapixel PNG scan (small compressed, about 324 MB decoded)
     /// first, then plain text files: for testing a conversion memory cap.
     Heavy,
 }
@@ -118,7 +118,7 @@ pub enum EntryType {
     NestedZip,
     /// A 300-character file name, longer than most file systems allow.
     LongName,
-    /// A 9000×7000 PNG: a few MB in the archive, about 190 MB decoded.
+    /// A 12000×9000 PNG: a few MB in the archive, about 324 MB decoded.
     HugePng,
 }
 

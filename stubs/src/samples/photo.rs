@@ -199,10 +199,10 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     out
 }
 
-/// A 9000×7000 RGB scan of soft bands: a few MB as a PNG, about 190 MB once
+/// A 12000×9000 RGB scan of soft bands: a few MB as a PNG, about 324 MB once
 /// decoded, so converting it needs far more memory than an ordinary page.
 pub fn huge_png() -> Vec<u8> {
-    let (w, h) = (9000u32, 7000u32);
+    let (w, h) = (12000u32, 9000u32);
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_color(png::ColorType::Rgb);
