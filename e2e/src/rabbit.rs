@@ -94,3 +94,23 @@ pub async fn parked(vhost: &str) -> anyhow::Result<Vec<(String, String)>> {
     let _ = conn.close(200, "done".into()).await;
     Ok(out)
 }
+
+/// Closes every client connection of the vhost from the broker's side, as a
+/// broker restart or a network cut would.
+pub async fn close_connections(vhost: &str) -> anyhow::Result<usize> {
+    let c = http();
+    let base = management_url();
+    let list: Vec<serde_json::Value> =
+        c.get(format!("{base}/api/vhosts/{vhost}/connections")).basic_auth("guest", Some("guest")).send().await?.json().await?;
+    let mut closed = 0;
+    for conn in &list {
+        let Some(name) = conn["name"].as_str() else { continue };
+        let encoded: String = name
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        c.delete(format!("{base}/api/connections/{encoded}")).basic_auth("guest", Some("guest")).header("X-Reason", "test: connection cut").send().await?;
+        closed += 1;
+    }
+    Ok(closed)
+}

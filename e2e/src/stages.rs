@@ -116,6 +116,11 @@ impl TestEnv {
         self.processes.len() - 1
     }
 
+    /// The operating-system id of a spawned stage process.
+    pub fn process_id(&self, index: usize) -> u32 {
+        self.processes[index].id()
+    }
+
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(&mut self, index: usize) {
         let p = &mut self.processes[index];

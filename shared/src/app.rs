@@ -57,11 +57,13 @@ impl App {
     /// the database may be the trouble).
     pub async fn note_error(&self, run_id: Option<Uuid>, reason: &str) {
         let (Some(db), Some(run)) = (&self.db, run_id) else { return };
-        let _ = sqlx::query("UPDATE docket.runs SET last_error = $2, updated_at = now() WHERE run_id = $1")
+        let note = sqlx::query("UPDATE docket.runs SET last_error = $2, updated_at = now() WHERE run_id = $1")
             .bind(run)
             .bind(reason)
-            .execute(&db.pool)
-            .await;
+            .execute(&db.pool);
+        // Never hold up a retry for a note: during a database outage this
+        // would otherwise wait out the pool's acquire timeout.
+        let _ = tokio::time::timeout(Duration::from_millis(500), note).await;
     }
 
     /// Connected to everything it needs (for /readyz).

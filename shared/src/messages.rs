@@ -53,6 +53,11 @@ pub mod scratch {
     pub fn original(run: Uuid, doc: i32) -> String {
         format!("runs/{run}/files/{doc}")
     }
+    /// The document's name inside its archive, beside its bytes: the
+    /// converter prints it on text pages without a message carrying it.
+    pub fn name(run: Uuid, doc: i32) -> String {
+        format!("runs/{run}/files/{doc}.name")
+    }
     pub fn pdf(run: Uuid, doc: i32) -> String {
         format!("runs/{run}/pdf/{doc}.pdf")
     }

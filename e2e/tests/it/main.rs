@@ -9,3 +9,4 @@ mod crash;
 mod budgets;
 mod outages;
 mod documents;
+mod restarts;

@@ -85,7 +85,13 @@ impl Handler for Convert {
         } else {
             let output = work.path().join("out.pdf");
             let started = std::time::Instant::now();
-            let result = convert_isolated(&self.exe, &input, &output, &format!("document.{ext}"), &self.limits).await;
+            // The archive's own name, for the page header (a hint to the type
+            // too); a generic one if it is missing.
+            let name = match app.scratch.get_bytes(&scratch::name(job.run_id, job.doc)).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => format!("document.{ext}"),
+            };
+            let result = convert_isolated(&self.exe, &input, &output, &name, &self.limits).await;
             let outcome = match result {
                 Ok(done) => {
                     let key = scratch::pdf(job.run_id, job.doc);

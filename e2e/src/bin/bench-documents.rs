@@ -1,0 +1,150 @@
+//! Benchmark (not a test): the convert bulkhead and a 3000-file archive.
+//!
+//!   cargo run --release -p docket-e2e --bin bench-documents -- [documents] [memory-docs]
+//!
+//! 1. For CONVERT_PREFETCH 2 and 4: the convert service runs as its own
+//!    process on mixed archives; the resident memory of it and all its
+//!    children (LibreOffice included) is sampled from /proc every 20 ms, and
+//!    the peak is printed against prefetch × CONVERT_MEMORY_LIMIT + base.
+//! 2. One patient with a 3000-file mixed archive: the time from the archive's
+//!    download to the report, and conversions per second.
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use docket_e2e::{Patient, Stage, TestEnv, TestOptions, stages::ALL};
+use docket_stubs::{ArchiveKind, Profile};
+
+const MIB: u64 = 1 << 20;
+const CAP: u64 = 1 << 30;
+
+/// (pid, parent pid, resident bytes) of every process.
+fn processes() -> Vec<(u32, u32, u64)> {
+    let page = 4096;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The command name may hold spaces: fields start after its ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let rss_pages: u64 = fields.get(21).and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push((pid, ppid, rss_pages * page));
+    }
+    out
+}
+
+/// Resident memory of `root` and every descendant.
+fn tree_rss(root: u32) -> u64 {
+    let all = processes();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut rss: HashMap<u32, u64> = HashMap::new();
+    for (pid, ppid, r) in &all {
+        children.entry(*ppid).or_default().push(*pid);
+        rss.insert(*pid, *r);
+    }
+    let mut total = 0;
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        total += rss.get(&p).copied().unwrap_or(0);
+        stack.extend(children.get(&p).into_iter().flatten());
+    }
+    total
+}
+
+async fn options(prefetch: u16) -> TestOptions {
+    let mut o = TestOptions::default();
+    o.vars.push(("CONVERT_PREFETCH", prefetch.to_string()));
+    o.vars.push(("CONVERT_MEMORY_LIMIT", "1GiB".into()));
+    o.vars.push(("DATABASE_POOL", "8".into()));
+    o
+}
+
+async fn memory(prefetch: u16, docs: u32) {
+    let mut env = TestEnv::new(options(prefetch).await).await;
+    let patients: Vec<Patient> = (0..4).map(|i| Patient::new(&format!("MEM{i}"))).collect();
+    for p in &patients {
+        env.docex.set_profile(&p.first, &p.last, Profile { documents: docs / 4, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() });
+    }
+    env.seed(&patients).await;
+    for stage in ALL.into_iter().filter(|s| *s != Stage::Convert) {
+        env.start(stage, 1).await;
+    }
+    let index = env.spawn_process(Stage::Convert);
+    let pid = env.process_id(index);
+    docket_e2e::rabbit::wait_for_queue(&env.vhost, "docket.convert").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let base = tree_rss(pid);
+    env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
+    let peak = std::sync::Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(tree_rss(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    env.wait_finished(patients.len() as i64, Duration::from_secs(3600)).await;
+    sampler.abort();
+    let peak = peak.load(Ordering::Relaxed);
+    let bound = u64::from(prefetch) * CAP + base;
+    println!(
+        "prefetch {prefetch}: peak {:>5} MiB for the convert service and its children (base {} MiB); bound prefetch × cap + base = {} MiB",
+        peak / MIB,
+        base / MIB,
+        bound / MIB
+    );
+    env.cleanup().await;
+}
+
+async fn big_archive(docs: u32) {
+    let mut env = TestEnv::new(options(docket_convert::default_prefetch(num_cpus(), docket_convert::limits::host_memory_bytes(), CAP) as u16).await).await;
+    let p = Patient::new("BIG3000");
+    env.docex.set_profile(&p.first, &p.last, Profile { documents: docs, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() });
+    env.seed(&[p]).await;
+    env.start_all(1).await;
+    env.publish(&["BIG3000"]).await;
+    env.wait_finished(1, Duration::from_secs(4 * 3600)).await;
+    let (downloaded, reported): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "SELECT (SELECT min(at) FROM docket.run_events WHERE event LIKE 'archive extracted%'), max(finished_at)
+         FROM docket.runs",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("reading the run");
+    let (done, failed): (i32, i32) = sqlx::query_as("SELECT docs_done, docs_failed FROM docket.runs").fetch_one(&env.pool).await.expect("reading the run");
+    let secs = (reported - downloaded).num_milliseconds() as f64 / 1000.0;
+    println!(
+        "{docs}-file mixed archive: {secs:.1} s from download to report ({} converted, {failed} failed, {:.1} documents/s on {} cores)",
+        done - failed,
+        f64::from(done) / secs,
+        num_cpus()
+    );
+    env.cleanup().await;
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let docs: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3000);
+    let memory_docs: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(160);
+    // SAFETY of set_var: before any other thread reads the environment.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
+    }
+    for prefetch in [2, 4] {
+        memory(prefetch, memory_docs).await;
+    }
+    big_archive(docs).await;
+}

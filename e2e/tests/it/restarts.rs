@@ -1,0 +1,59 @@
+//! The broker and the database going away under running stages: every
+//! connection is rebuilt by itself and no run is lost or doubled.
+
+use std::time::Duration;
+
+use docket_e2e::{Patient, TestEnv, TestOptions, eventually, rabbit};
+use docket_stubs::ArchiveKind;
+
+use crate::common::one_task_one_report_each;
+
+async fn done(env: &TestEnv) -> Result<i64, String> {
+    sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
+        .fetch_one(&env.pool)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn until_done(env: &TestEnv, n: i64) {
+    eventually(Duration::from_secs(120), "runs done", || async {
+        let d = done(env).await?;
+        if d >= n { Ok(()) } else { Err(format!("{d} done")) }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_stage_reconnects_when_the_broker_cuts_its_connections_and_postgres_its_sessions() {
+    let mut options = TestOptions::default();
+    options.docex.docs = "1..4".parse().expect("a valid range");
+    options.docex.archive_kind = ArchiveKind::Text;
+    let mut env = TestEnv::new(options).await;
+    let patients: Vec<Patient> = (0..80).map(|i| Patient::new(&format!("C{i:02}"))).collect();
+    env.seed(&patients).await;
+    env.start_all(1).await;
+    env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
+
+    until_done(&env, 15).await;
+    let cut = rabbit::close_connections(&env.vhost).await.expect("closing connections");
+    assert!(cut >= 6, "every stage had a connection ({cut} closed)");
+    until_done(&env, 35).await;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("terminating sessions");
+    assert!(!killed.is_empty(), "the stages had database sessions");
+    until_done(&env, 55).await;
+    rabbit::close_connections(&env.vhost).await.expect("closing connections");
+    env.wait_finished(80, Duration::from_secs(180)).await;
+
+    one_task_one_report_each(&env.tracker.tasks(), 80);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.documents WHERE state NOT IN ('done', 'failed')")
+        .fetch_one(&env.pool)
+        .await
+        .expect("counting");
+    assert_eq!(left, 0, "every document reached an outcome");
+    env.cleanup().await;
+}
