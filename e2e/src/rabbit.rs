@@ -95,6 +95,18 @@ pub async fn parked(vhost: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// How many client connections the vhost has (as the management API last saw).
+pub async fn connections(vhost: &str) -> anyhow::Result<usize> {
+    let list: Vec<serde_json::Value> = http()
+        .get(format!("{}/api/vhosts/{vhost}/connections", management_url()))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(list.len())
+}
+
 /// Closes every client connection of the vhost from the broker's side, as a
 /// broker restart or a network cut would.
 pub async fn close_connections(vhost: &str) -> anyhow::Result<usize> {

@@ -35,6 +35,12 @@ async fn every_stage_reconnects_when_the_broker_cuts_its_connections_and_postgre
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
 
     until_done(&env, 15).await;
+    // The management API lists a connection only after its next stats tick.
+    eventually(Duration::from_secs(30), "every stage's connection listed", || async {
+        let n = rabbit::connections(&env.vhost).await.map_err(|e| e.to_string())?;
+        if n >= 6 { Ok(()) } else { Err(format!("{n} connections")) }
+    })
+    .await;
     let cut = rabbit::close_connections(&env.vhost).await.expect("closing connections");
     assert!(cut >= 6, "every stage had a connection ({cut} closed)");
     until_done(&env, 35).await;
