@@ -31,11 +31,12 @@ impl Default for TestOptions {
     /// Budgets scaled up so runs take seconds: DocEx 10 searches+downloads a
     /// second instead of a minute, status and TaskTracker at 50/s.
     fn default() -> Self {
-        let mut docex = DocexConfig::default();
-        docex.search_rate = "600/min".parse().expect("a valid rate");
-        docex.status_rate = "50/s".parse().expect("a valid rate");
-        let mut tracker = TaskTrackerConfig::default();
-        tracker.rate = "50/s".parse().expect("a valid rate");
+        let docex = DocexConfig {
+            search_rate: "600/min".parse().expect("a valid rate"),
+            status_rate: "50/s".parse().expect("a valid rate"),
+            ..DocexConfig::default()
+        };
+        let tracker = TaskTrackerConfig { rate: "50/s".parse().expect("a valid rate"), ..TaskTrackerConfig::default() };
         TestOptions { docex, tracker, vars: Vec::new() }
     }
 }
@@ -79,7 +80,7 @@ pub fn is_stale(name: &str) -> bool {
 
 impl TestEnv {
     pub async fn new(options: TestOptions) -> TestEnv {
-        let _ = tracing_subscriber_init();
+        tracing_subscriber_init();
         let id = format!(
             "docket_t_{}_{}_{}",
             chrono::Utc::now().timestamp(),
@@ -132,7 +133,19 @@ impl TestEnv {
             vars.insert(k.to_string(), v);
         }
         // The stubs enforce what the pipeline believes the budgets are.
-        TestEnv { id: id.clone(), vhost: id.clone(), db_name: id.clone(), pool, redis_prefix: id, dir, docex, tracker, vars, started: Vec::new(), processes: Vec::new() }
+        TestEnv {
+            id: id.clone(),
+            vhost: id.clone(),
+            db_name: id.clone(),
+            pool,
+            redis_prefix: id,
+            dir,
+            docex,
+            tracker,
+            vars,
+            started: Vec::new(),
+            processes: Vec::new(),
+        }
     }
 
     pub fn settings(&self) -> Settings {
@@ -237,12 +250,13 @@ pub async fn drop_resources(vhost: &str, db: &str, prefix: &str) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&admin).await;
         admin.close().await;
     }
-    if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0") {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
+    if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0")
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+    {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
         }
     }
 }

@@ -23,7 +23,12 @@ pub async fn create_vhost(name: &str) -> anyhow::Result<()> {
     let r = c.put(format!("{base}/api/vhosts/{name}")).basic_auth("guest", Some("guest")).send().await?;
     anyhow::ensure!(r.status().is_success(), "creating vhost {name}: {} (is rabbitmq_management enabled?)", r.status());
     let perms = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
-    let r = c.put(format!("{base}/api/permissions/{name}/guest")).basic_auth("guest", Some("guest")).json(&perms).send().await?;
+    let r = c
+        .put(format!("{base}/api/permissions/{name}/guest"))
+        .basic_auth("guest", Some("guest"))
+        .json(&perms)
+        .send()
+        .await?;
     anyhow::ensure!(r.status().is_success(), "granting guest on {name}: {}", r.status());
     Ok(())
 }
@@ -35,8 +40,13 @@ pub async fn delete_vhost(name: &str) -> anyhow::Result<()> {
 
 /// Test vhosts (named `docket_t_<unix seconds>_…`) left by crashed runs more than two hours ago.
 pub async fn stale_vhosts() -> anyhow::Result<Vec<String>> {
-    let list: Vec<serde_json::Value> =
-        http().get(format!("{}/api/vhosts", management_url())).basic_auth("guest", Some("guest")).send().await?.json().await?;
+    let list: Vec<serde_json::Value> = http()
+        .get(format!("{}/api/vhosts", management_url()))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await?
+        .json()
+        .await?;
     Ok(list.iter().filter_map(|v| v["name"].as_str()).filter(|n| crate::env::is_stale(n)).map(String::from).collect())
 }
 
@@ -86,7 +96,9 @@ pub async fn parked(vhost: &str) -> anyhow::Result<Vec<(String, String)>> {
     let conn = connect(vhost).await?;
     let ch = conn.create_channel().await?;
     let mut out = Vec::new();
-    while let Some(got) = ch.basic_get(docket_shared::broker::topology::PARKED.into(), BasicGetOptions::default()).await? {
+    while let Some(got) =
+        ch.basic_get(docket_shared::broker::topology::PARKED.into(), BasicGetOptions::default()).await?
+    {
         let d = got.delivery;
         let reason = docket_shared::broker::consume::parked_reason(d.properties.headers().as_ref());
         out.push((reason, String::from_utf8_lossy(&d.data).into_owned()));
@@ -112,16 +124,31 @@ pub async fn connections(vhost: &str) -> anyhow::Result<usize> {
 pub async fn close_connections(vhost: &str) -> anyhow::Result<usize> {
     let c = http();
     let base = management_url();
-    let list: Vec<serde_json::Value> =
-        c.get(format!("{base}/api/vhosts/{vhost}/connections")).basic_auth("guest", Some("guest")).send().await?.json().await?;
+    let list: Vec<serde_json::Value> = c
+        .get(format!("{base}/api/vhosts/{vhost}/connections"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let mut closed = 0;
     for conn in &list {
         let Some(name) = conn["name"].as_str() else { continue };
         let encoded: String = name
             .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect();
-        c.delete(format!("{base}/api/connections/{encoded}")).basic_auth("guest", Some("guest")).header("X-Reason", "test: connection cut").send().await?;
+        c.delete(format!("{base}/api/connections/{encoded}"))
+            .basic_auth("guest", Some("guest"))
+            .header("X-Reason", "test: connection cut")
+            .send()
+            .await?;
         closed += 1;
     }
     Ok(closed)

@@ -77,7 +77,8 @@ impl TestEnv {
 
     /// Stops the in-process replicas of `stage` (SIGTERM-like: drain, then exit).
     pub async fn stop(&mut self, stage: Stage) {
-        let (stopping, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.started).into_iter().partition(|s| s.stage == stage);
+        let (stopping, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.started).into_iter().partition(|s| s.stage == stage);
         self.started = kept;
         for s in &stopping {
             s.token.cancel();
@@ -103,8 +104,9 @@ impl TestEnv {
     pub fn spawn_process(&mut self, stage: Stage) -> usize {
         let exe = crate::env::convert_exe().with_file_name(stage.binary());
         assert!(exe.exists(), "{} is not built; run `cargo build --bins` first", exe.display());
-        let log = std::fs::File::create(self.dir.path().join(format!("{}-{}.log", stage.binary(), self.processes.len())))
-            .expect("a log file");
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{}-{}.log", stage.binary(), self.processes.len())))
+                .expect("a log file");
         let child = std::process::Command::new(exe)
             .envs(&self.vars)
             .env("RUST_LOG", "info")

@@ -71,15 +71,15 @@ impl App {
         if !self.broker.publisher.is_connected() {
             return Err("not connected to RabbitMQ".into());
         }
-        if let Some(db) = &self.db {
-            if !db.ping().await {
-                return Err("PostgreSQL does not answer".into());
-            }
+        if let Some(db) = &self.db
+            && !db.ping().await
+        {
+            return Err("PostgreSQL does not answer".into());
         }
-        if let Some(redis) = &self.redis {
-            if !redis.ping().await {
-                return Err("Redis does not answer".into());
-            }
+        if let Some(redis) = &self.redis
+            && !redis.ping().await
+        {
+            return Err("Redis does not answer".into());
         }
         Ok(())
     }

@@ -131,7 +131,11 @@ impl Metrics {
         r.register("outside_requests", "Requests to DocumentExchange and TaskTracker", m.outside_requests.clone());
         r.register("outside_request_duration_seconds", "Outside request latency", m.outside_seconds.clone());
         r.register("limiter_wait_seconds", "Time a caller waited for its reserved slot", m.limiter_wait.clone());
-        r.register("limiter_deferred", "Messages sent to a delay queue because their slot was far", m.limiter_deferred.clone());
+        r.register(
+            "limiter_deferred",
+            "Messages sent to a delay queue because their slot was far",
+            m.limiter_deferred.clone(),
+        );
         r.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", m.breaker_state.clone());
         r.register("documents", "Documents finished, converted or failed", m.documents.clone());
         r.register("conversion_duration_seconds", "Time of one conversion", m.conversion_seconds.clone());

@@ -49,7 +49,8 @@ impl Store {
                     .map_err(|_| anyhow::anyhow!("setting {setting}: {url} is not a local directory"))?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| anyhow::anyhow!("setting {setting}: cannot create {}: {e}", dir.display()))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
+                let fs =
+                    LocalFileSystem::new_with_prefix(&dir).map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
                 Ok(Store { inner: Arc::new(fs), local: Some(dir) })
             }
             "s3" => {
@@ -58,11 +59,8 @@ impl Store {
                     .build()
                     .map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
                 let prefix = parsed.path().trim_matches('/');
-                let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
-                    Arc::new(s3)
-                } else {
-                    Arc::new(PrefixStore::new(s3, prefix))
-                };
+                let inner: Arc<dyn ObjectStore> =
+                    if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
                 Ok(Store { inner, local: None })
             }
             other => anyhow::bail!("setting {setting}: scheme {other} is not supported"),

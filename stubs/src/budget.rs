@@ -66,11 +66,7 @@ struct Inner {
 
 impl SlidingWindow {
     pub(crate) fn new(rate: Rate, start: Instant) -> Self {
-        SlidingWindow {
-            rate,
-            start,
-            inner: Mutex::new(Inner::default()),
-        }
+        SlidingWindow { rate, start, inner: Mutex::new(Inner::default()) }
     }
 
     /// Admits or refuses a request arriving now.
@@ -85,23 +81,14 @@ impl SlidingWindow {
     pub(crate) fn try_spend_at(&self, now: Instant) -> Admission {
         let period = self.rate.period;
         let mut g = lock(&self.inner);
-        while g
-            .recent
-            .front()
-            .is_some_and(|&a| now.saturating_duration_since(a) >= period)
-        {
+        while g.recent.front().is_some_and(|&a| now.saturating_duration_since(a) >= period) {
             g.recent.pop_front();
         }
         if g.recent.len() >= self.rate.limit as usize {
-            let oldest = *g
-                .recent
-                .front()
-                .expect("a full window holds at least one arrival");
+            let oldest = *g.recent.front().expect("a full window holds at least one arrival");
             let wait = period.saturating_sub(now.saturating_duration_since(oldest));
             g.over_budget += 1;
-            return Admission::Refused {
-                retry_after: retry_after_secs(wait),
-            };
+            return Admission::Refused { retry_after: retry_after_secs(wait) };
         }
         g.recent.push_back(now);
         let ms = ms_since(self.start, now);
@@ -166,14 +153,8 @@ mod tests {
         assert_eq!(w.try_spend_at(at(t0, 600)), Admission::Spent);
         // A fixed clock window would reset at 1000 ms; the sliding one still holds 600.
         assert_eq!(w.try_spend_at(at(t0, 1000)), Admission::Spent);
-        assert_eq!(
-            w.try_spend_at(at(t0, 1100)),
-            Admission::Refused { retry_after: 1 }
-        );
-        assert_eq!(
-            w.try_spend_at(at(t0, 1599)),
-            Admission::Refused { retry_after: 1 }
-        );
+        assert_eq!(w.try_spend_at(at(t0, 1100)), Admission::Refused { retry_after: 1 });
+        assert_eq!(w.try_spend_at(at(t0, 1599)), Admission::Refused { retry_after: 1 });
         assert_eq!(w.try_spend_at(at(t0, 1600)), Admission::Spent);
         let s = w.stats();
         assert_eq!((s.spent, s.over_budget, s.max_in_window), (4, 2, 2));
@@ -185,27 +166,15 @@ mod tests {
         let t0 = Instant::now();
         let w = SlidingWindow::new(Rate::per_minute(1), t0);
         assert_eq!(w.try_spend_at(at(t0, 0)), Admission::Spent);
-        assert_eq!(
-            w.try_spend_at(at(t0, 500)),
-            Admission::Refused { retry_after: 60 }
-        );
-        assert_eq!(
-            w.try_spend_at(at(t0, 58_001)),
-            Admission::Refused { retry_after: 2 }
-        );
-        assert_eq!(
-            w.try_spend_at(at(t0, 59_999)),
-            Admission::Refused { retry_after: 1 }
-        );
+        assert_eq!(w.try_spend_at(at(t0, 500)), Admission::Refused { retry_after: 60 });
+        assert_eq!(w.try_spend_at(at(t0, 58_001)), Admission::Refused { retry_after: 2 });
+        assert_eq!(w.try_spend_at(at(t0, 59_999)), Admission::Refused { retry_after: 1 });
         assert_eq!(w.try_spend_at(at(t0, 60_000)), Admission::Spent);
     }
 
     #[test]
     fn max_in_window_counts_arrivals_in_the_same_millisecond() {
-        assert_eq!(
-            max_in_window(&[0, 0, 0, 999, 1000, 1000], Duration::from_secs(1)),
-            4
-        );
+        assert_eq!(max_in_window(&[0, 0, 0, 999, 1000, 1000], Duration::from_secs(1)), 4);
         assert_eq!(max_in_window(&[], Duration::from_secs(1)), 0);
     }
 }

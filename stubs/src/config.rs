@@ -76,16 +76,10 @@ impl DocexConfig {
         let d = DocexConfig::default();
         let empty_share: f64 = setting(&get, "STUB_EMPTY_SHARE", d.empty_share)?;
         if !(0.0..=1.0).contains(&empty_share) {
-            return Err(anyhow!(
-                "STUB_EMPTY_SHARE={empty_share}: expected a share between 0 and 1"
-            ));
+            return Err(anyhow!("STUB_EMPTY_SHARE={empty_share}: expected a share between 0 and 1"));
         }
         Ok(DocexConfig {
-            addr: setting(
-                &get,
-                "STUB_DOCEX_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 9000)),
-            )?,
+            addr: setting(&get, "STUB_DOCEX_ADDR", SocketAddr::from(([127, 0, 0, 1], 9000)))?,
             token: value(&get, "DOCEX_TOKEN"),
             search_rate: setting(&get, "DOCEX_SEARCH_RATE", d.search_rate)?,
             status_rate: setting(&get, "DOCEX_STATUS_RATE", d.status_rate)?,
@@ -135,11 +129,7 @@ impl TaskTrackerConfig {
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let d = TaskTrackerConfig::default();
         Ok(TaskTrackerConfig {
-            addr: setting(
-                &get,
-                "STUB_TASKTRACKER_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 9001)),
-            )?,
+            addr: setting(&get, "STUB_TASKTRACKER_ADDR", SocketAddr::from(([127, 0, 0, 1], 9001)))?,
             token: value(&get, "TASKTRACKER_TOKEN"),
             rate: setting(&get, "TASKTRACKER_RATE", d.rate)?,
             faults: faults(&get, "STUB_TASKTRACKER_FAULTS")?,
@@ -183,9 +173,7 @@ const fn secs(n: u64) -> Duration {
 
 /// A variable's value; unset and empty both mean "use the default".
 fn value(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    get(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn setting<T>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> anyhow::Result<T>
@@ -195,35 +183,23 @@ where
 {
     match value(get, name) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|e| anyhow!("{name}={v:?} is invalid: {e}")),
+        Some(v) => v.parse().map_err(|e| anyhow!("{name}={v:?} is invalid: {e}")),
     }
 }
 
-fn duration(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: Duration,
-) -> anyhow::Result<Duration> {
+fn duration(get: &impl Fn(&str) -> Option<String>, name: &str, default: Duration) -> anyhow::Result<Duration> {
     match value(get, name) {
         None => Ok(default),
-        Some(v) => {
-            humantime::parse_duration(&v).map_err(|e| anyhow!("{name}={v:?} is invalid: {e}"))
-        }
+        Some(v) => humantime::parse_duration(&v).map_err(|e| anyhow!("{name}={v:?} is invalid: {e}")),
     }
 }
 
 /// The stub's own fault variable, else the shared `STUB_FAULTS`.
 fn faults(get: &impl Fn(&str) -> Option<String>, own: &str) -> anyhow::Result<Faults> {
-    let Some((name, json)) = [own, "STUB_FAULTS"]
-        .iter()
-        .find_map(|n| value(get, n).map(|v| (*n, v)))
-    else {
+    let Some((name, json)) = [own, "STUB_FAULTS"].iter().find_map(|n| value(get, n).map(|v| (*n, v))) else {
         return Ok(Faults::none());
     };
-    let f: Faults =
-        serde_json::from_str(&json).with_context(|| format!("{name} is not valid faults JSON"))?;
+    let f: Faults = serde_json::from_str(&json).with_context(|| format!("{name} is not valid faults JSON"))?;
     f.validate().map_err(|e| anyhow!("{name}: {e}"))?;
     Ok(f)
 }
@@ -234,10 +210,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
@@ -269,10 +242,7 @@ mod tests {
 
     #[test]
     fn the_token_never_shows_in_debug_output() {
-        let c = TaskTrackerConfig {
-            token: Some("s3cret".into()),
-            ..TaskTrackerConfig::default()
-        };
+        let c = TaskTrackerConfig { token: Some("s3cret".into()), ..TaskTrackerConfig::default() };
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -57,19 +57,12 @@ impl Faults {
     }
     /// `mode` for `duration_ms` (or until changed, when `None`).
     pub fn mode(mode: FaultMode, duration_ms: Option<u64>) -> Self {
-        Faults {
-            mode,
-            duration_ms,
-            ..Faults::default()
-        }
+        Faults { mode, duration_ms, ..Faults::default() }
     }
     /// Checks the values a JSON body may get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(format!(
-                "error_rate {} is not between 0 and 1",
-                self.error_rate
-            ));
+            return Err(format!("error_rate {} is not between 0 and 1", self.error_rate));
         }
         Ok(())
     }
@@ -87,10 +80,7 @@ impl Active {
     /// Whether any fault is in force: requests arriving now are "dark calls".
     pub fn is_dark(&self, now: Instant) -> bool {
         let f = &self.faults;
-        f.mode != FaultMode::None
-            || f.error_rate > 0.0
-            || f.latency_ms > 0
-            || self.storm_left(now).is_some()
+        f.mode != FaultMode::None || f.error_rate > 0.0 || f.latency_ms > 0 || self.storm_left(now).is_some()
     }
     /// Time left in the 429 storm, if one is raging.
     pub fn storm_left(&self, now: Instant) -> Option<Duration> {
@@ -157,13 +147,7 @@ impl FaultSwitch {
         let now = Instant::now();
         let storm_until = f.storm_429_ms.map(|ms| now + Duration::from_millis(ms));
         let duration = f.duration_ms.map(Duration::from_millis);
-        if !self.publish(
-            generation,
-            Active {
-                faults: f,
-                storm_until,
-            },
-        ) {
+        if !self.publish(generation, Active { faults: f, storm_until }) {
             return;
         }
         if let Some(d) = duration {
@@ -171,13 +155,7 @@ impl FaultSwitch {
             self.rt.spawn(async move {
                 tokio::time::sleep(d).await;
                 // The window is over; a storm asked for separately runs its own course.
-                me.publish(
-                    generation,
-                    Active {
-                        faults: Faults::none(),
-                        storm_until,
-                    },
-                );
+                me.publish(generation, Active { faults: Faults::none(), storm_until });
             });
         }
     }
@@ -198,23 +176,12 @@ mod tests {
 
     #[test]
     fn faults_parse_from_partial_json_and_reject_typos() {
-        let f: Faults =
-            serde_json::from_str(r#"{"mode":"bad_gateway","duration_ms":500}"#).expect("valid");
+        let f: Faults = serde_json::from_str(r#"{"mode":"bad_gateway","duration_ms":500}"#).expect("valid");
         assert_eq!(f.mode, FaultMode::BadGateway);
         assert_eq!(f.duration_ms, Some(500));
-        assert_eq!(
-            serde_json::from_str::<Faults>("{}").expect("empty is none"),
-            Faults::none()
-        );
+        assert_eq!(serde_json::from_str::<Faults>("{}").expect("empty is none"), Faults::none());
         assert!(serde_json::from_str::<Faults>(r#"{"mdoe":"hang"}"#).is_err());
-        assert!(
-            Faults {
-                error_rate: 1.5,
-                ..Faults::none()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(Faults { error_rate: 1.5, ..Faults::none() }.validate().is_err());
     }
 
     #[tokio::test]
@@ -223,20 +190,13 @@ mod tests {
         sw.set(Faults::mode(FaultMode::Unavailable, Some(50)));
         assert_eq!(sw.active().faults.mode, FaultMode::Unavailable);
         let mut rx = sw.subscribe();
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            rx.wait_for(|a| a.faults.mode == FaultMode::None),
-        )
-        .await
-        .expect("the window ends within its duration")
-        .expect("the switch is alive");
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|a| a.faults.mode == FaultMode::None))
+            .await
+            .expect("the window ends within its duration")
+            .expect("the switch is alive");
         sw.set(Faults::mode(FaultMode::Hang, Some(30)));
         sw.set(Faults::mode(FaultMode::BadGateway, None));
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert_eq!(
-            sw.active().faults.mode,
-            FaultMode::BadGateway,
-            "the stale timer changed nothing"
-        );
+        assert_eq!(sw.active().faults.mode, FaultMode::BadGateway, "the stale timer changed nothing");
     }
 }

@@ -42,8 +42,7 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 
 fn too_many(retry_after: u64, message: &str) -> Response {
     let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     r
 }
 
@@ -70,8 +69,7 @@ impl Gate {
         if !self.authorized(req.headers()) {
             self.calls.unauthorized();
             let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong token");
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
         if let Some(left) = active.storm_left(Instant::now()) {
@@ -118,9 +116,7 @@ impl Gate {
         let Some(token) = &self.token else {
             return true;
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         match given.and_then(|v| v.split_once(' ')) {
             Some((scheme, t)) => scheme.eq_ignore_ascii_case("bearer") && t.trim() == token,
             None => false,

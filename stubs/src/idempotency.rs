@@ -20,17 +20,9 @@ pub(crate) fn key_from(headers: &HeaderMap) -> Result<Option<String>, Response> 
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = v.to_str().map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "Idempotency-Key must be visible ASCII",
-        )
-    })?;
+    let key = v.to_str().map_err(|_| error(StatusCode::BAD_REQUEST, "Idempotency-Key must be visible ASCII"))?;
     if key.chars().count() > MAX_KEY_LEN {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "Idempotency-Key is longer than 200 characters",
-        ));
+        return Err(error(StatusCode::BAD_REQUEST, "Idempotency-Key is longer than 200 characters"));
     }
     Ok(Some(key.to_owned()))
 }
@@ -42,25 +34,19 @@ pub(crate) struct Keys<K, V> {
 
 impl<K: Hash + Eq, V: Clone> Keys<K, V> {
     pub fn new() -> Self {
-        Keys {
-            map: HashMap::new(),
-        }
+        Keys { map: HashMap::new() }
     }
 
     /// What `key` created, if it was used within the last 24 h.
     pub fn get(&self, key: &K, now: Instant) -> Option<V> {
-        self.map
-            .get(key)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < KEY_TTL)
-            .map(|(v, _)| v.clone())
+        self.map.get(key).filter(|(_, at)| now.saturating_duration_since(*at) < KEY_TTL).map(|(v, _)| v.clone())
     }
 
     /// Remembers that `key` created `value` at `now`.
     pub fn insert(&mut self, key: K, value: V, now: Instant) {
         // Forget keys past their day now and then, so a long demo stays small.
         if self.map.len() % 1024 == 1023 {
-            self.map
-                .retain(|_, (_, at)| now.saturating_duration_since(*at) < KEY_TTL);
+            self.map.retain(|_, (_, at)| now.saturating_duration_since(*at) < KEY_TTL);
         }
         self.map.insert(key, (value, now));
     }
@@ -83,15 +69,9 @@ mod tests {
     #[test]
     fn keys_longer_than_200_characters_are_refused() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "idempotency-key",
-            "a".repeat(201).parse().expect("ASCII header value"),
-        );
+        h.insert("idempotency-key", "a".repeat(201).parse().expect("ASCII header value"));
         assert!(key_from(&h).is_err());
-        h.insert(
-            "idempotency-key",
-            "a".repeat(200).parse().expect("ASCII header value"),
-        );
+        h.insert("idempotency-key", "a".repeat(200).parse().expect("ASCII header value"));
         assert_eq!(key_from(&h).ok().flatten().map(|k| k.len()), Some(200));
     }
 }

@@ -37,9 +37,7 @@ pub use archive::ArchiveKind;
 pub use budget::{Budget, BudgetStats};
 pub use config::{DocexConfig, TaskTrackerConfig};
 pub use docex::jobs::Profile;
-pub use docex::{
-    AdminJob, DocexHandle, DocexStats, JobStats, JobStatus, JobView, ProfileEntry, spawn_docex,
-};
+pub use docex::{AdminJob, DocexHandle, DocexStats, JobStats, JobStatus, JobView, ProfileEntry, spawn_docex};
 pub use faults::{FaultMode, Faults};
 pub use settings::{CountRange, DurationRange, Rate};
 pub use stats::EndpointStats;

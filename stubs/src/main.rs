@@ -45,9 +45,7 @@ async fn main() {
 /// Human-readable logs on a terminal, JSON lines otherwise (compose, k8s), on stderr.
 fn init_logs() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::io::stderr().is_terminal() {
         logs.init();
     } else {
@@ -57,12 +55,9 @@ fn init_logs() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     // Read every setting before starting anything, so a bad value stops us at once.
-    let docex_cfg = matches!(command, Command::Docex | Command::All)
-        .then(DocexConfig::from_env)
-        .transpose()?;
-    let tracker_cfg = matches!(command, Command::Tasktracker | Command::All)
-        .then(TaskTrackerConfig::from_env)
-        .transpose()?;
+    let docex_cfg = matches!(command, Command::Docex | Command::All).then(DocexConfig::from_env).transpose()?;
+    let tracker_cfg =
+        matches!(command, Command::Tasktracker | Command::All).then(TaskTrackerConfig::from_env).transpose()?;
     let docex = match docex_cfg {
         Some(c) => Some(spawn_docex(c).await?),
         None => None,

@@ -19,11 +19,7 @@ use crate::faults::{Active, FaultMode};
 /// Binds `addr` with SO_REUSEADDR, so the port can be bound again right after
 /// a refuse window even while old connections linger in TIME_WAIT.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)

@@ -23,17 +23,11 @@ pub struct Rate {
 impl Rate {
     /// `n` requests per second.
     pub const fn per_second(n: u32) -> Self {
-        Rate {
-            limit: n,
-            period: Duration::from_secs(1),
-        }
+        Rate { limit: n, period: Duration::from_secs(1) }
     }
     /// `n` requests per minute.
     pub const fn per_minute(n: u32) -> Self {
-        Rate {
-            limit: n,
-            period: Duration::from_secs(60),
-        }
+        Rate { limit: n, period: Duration::from_secs(60) }
     }
     /// `n` requests per `period` (any length, for tests that need short windows).
     pub const fn per(n: u32, period: Duration) -> Self {
@@ -44,14 +38,8 @@ impl Rate {
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (n, unit) = s
-            .trim()
-            .split_once('/')
-            .ok_or("expected N/s, N/min or N/h")?;
-        let limit: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("{n:?} is not a whole number"))?;
+        let (n, unit) = s.trim().split_once('/').ok_or("expected N/s, N/min or N/h")?;
+        let limit: u32 = n.trim().parse().map_err(|_| format!("{n:?} is not a whole number"))?;
         if limit == 0 {
             return Err("the limit must be at least 1".into());
         }
@@ -95,11 +83,7 @@ impl DurationRange {
     /// A value drawn uniformly from the range.
     pub fn draw(&self, rng: &mut impl Rng) -> Duration {
         let (lo, hi) = (self.min.as_millis() as u64, self.max.as_millis() as u64);
-        Duration::from_millis(if hi > lo {
-            rng.random_range(lo..=hi)
-        } else {
-            lo
-        })
+        Duration::from_millis(if hi > lo { rng.random_range(lo..=hi) } else { lo })
     }
 }
 
@@ -107,8 +91,7 @@ impl FromStr for DurationRange {
     type Err = String;
     /// `2s..8s`, `500ms..2s`, or a single duration such as `3s`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let parse =
-            |p: &str| humantime::parse_duration(p.trim()).map_err(|e| format!("{p:?}: {e}"));
+        let parse = |p: &str| humantime::parse_duration(p.trim()).map_err(|e| format!("{p:?}: {e}"));
         let (min, max) = match s.split_once("..") {
             Some((a, b)) => (parse(a)?, parse(b.trim_start_matches('='))?),
             None => (parse(s)?, parse(s)?),
@@ -145,11 +128,7 @@ impl FromStr for CountRange {
     type Err = String;
     /// `0..12`, `0..=12` or a single number; both ends included, at most 3000.
     fn from_str(s: &str) -> Result<Self, String> {
-        let parse = |p: &str| {
-            p.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("{p:?} is not a whole number"))
-        };
+        let parse = |p: &str| p.trim().parse::<u32>().map_err(|_| format!("{p:?} is not a whole number"));
         let (min, max) = match s.split_once("..") {
             Some((a, b)) => (parse(a)?, parse(b.trim_start_matches('='))?),
             None => (parse(s)?, parse(s)?),
@@ -182,10 +161,7 @@ mod tests {
     fn rates_parse_in_the_pipelines_notation() {
         assert_eq!("10/min".parse::<Rate>(), Ok(Rate::per_minute(10)));
         assert_eq!("10/s".parse::<Rate>(), Ok(Rate::per_second(10)));
-        assert_eq!(
-            "5/h".parse::<Rate>().map(|r| r.period),
-            Ok(Duration::from_secs(3600))
-        );
+        assert_eq!("5/h".parse::<Rate>().map(|r| r.period), Ok(Duration::from_secs(3600)));
         assert!("0/s".parse::<Rate>().is_err());
         assert!("ten/s".parse::<Rate>().is_err());
         assert!("10/day".parse::<Rate>().is_err());
@@ -195,10 +171,7 @@ mod tests {
     #[test]
     fn ranges_parse_with_both_ends_included() {
         let r: DurationRange = "2s..8s".parse().expect("valid range");
-        assert_eq!(
-            (r.min, r.max),
-            (Duration::from_secs(2), Duration::from_secs(8))
-        );
+        assert_eq!((r.min, r.max), (Duration::from_secs(2), Duration::from_secs(8)));
         let one: DurationRange = "500ms".parse().expect("a single duration");
         assert_eq!(one.min, one.max);
         assert!("8s..2s".parse::<DurationRange>().is_err());

@@ -86,18 +86,47 @@ async fn main() {
 
     println!();
     println!("makespan                    {:>8.1} s", makespan.as_secs_f64());
-    println!("lower bound                 {:>8.1} s   ({n} searches + {downloads_needed} downloads at {SEARCH_PER_SEC}/s)", bound.as_secs_f64());
+    println!(
+        "lower bound                 {:>8.1} s   ({n} searches + {downloads_needed} downloads at {SEARCH_PER_SEC}/s)",
+        bound.as_secs_f64()
+    );
     println!("makespan over the bound     {:>8.2} %", (makespan.as_secs_f64() / bound.as_secs_f64() - 1.0) * 100.0);
-    println!("DocEx budget used           {:>8.2} %   while searches waited ({until} requests in {busy_span:.1} s)", busy_share * 100.0);
-    println!("                            {:>8.2} %   first to last request ({} requests in {span:.1} s, the tail waits for the last jobs)", share * 100.0, search_log.len());
+    println!(
+        "DocEx budget used           {:>8.2} %   while searches waited ({until} requests in {busy_span:.1} s)",
+        busy_share * 100.0
+    );
+    println!(
+        "                            {:>8.2} %   first to last request ({} requests in {span:.1} s, the tail waits for the last jobs)",
+        share * 100.0,
+        search_log.len()
+    );
     println!("time to the first report    {:>8.1} s", (first - t0).to_std().unwrap_or_default().as_secs_f64());
     let row = |name: &str, log: &[u64], limit: u32, period_ms: u64, over: u64| {
         let most = max_in_window(log, Duration::from_millis(period_ms));
         println!("{name:<27} most {most:>4} in any {:>5} ms window (limit {limit}), {over} answered 429", period_ms);
     };
     row("DocEx search+download", &search_log, docex.search.limit, docex.search.period_ms, docex.search.over_budget);
-    row("DocEx status", &env.docex.budget_log(Budget::Status), docex.status.limit, docex.status.period_ms, docex.status.over_budget);
-    row("TaskTracker", &env.tracker.budget_log(), tracker.budget.limit, tracker.budget.period_ms, tracker.budget.over_budget);
-    println!("429s in all                 {:>8}", docex.search.over_budget + docex.status.over_budget + tracker.budget.over_budget + docex.storm_429 + tracker.storm_429);
+    row(
+        "DocEx status",
+        &env.docex.budget_log(Budget::Status),
+        docex.status.limit,
+        docex.status.period_ms,
+        docex.status.over_budget,
+    );
+    row(
+        "TaskTracker",
+        &env.tracker.budget_log(),
+        tracker.budget.limit,
+        tracker.budget.period_ms,
+        tracker.budget.over_budget,
+    );
+    println!(
+        "429s in all                 {:>8}",
+        docex.search.over_budget
+            + docex.status.over_budget
+            + tracker.budget.over_budget
+            + docex.storm_429
+            + tracker.storm_429
+    );
     env.cleanup().await;
 }

@@ -68,7 +68,11 @@ async fn memory(prefetch: u16, docs: u32) {
     let mut env = TestEnv::new(options(prefetch).await).await;
     let patients: Vec<Patient> = (0..4).map(|i| Patient::new(&format!("MEM{i}"))).collect();
     for p in &patients {
-        env.docex.set_profile(&p.first, &p.last, Profile { documents: docs / 4, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() });
+        env.docex.set_profile(
+            &p.first,
+            &p.last,
+            Profile { documents: docs / 4, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() },
+        );
     }
     env.seed(&patients).await;
     for stage in ALL.into_iter().filter(|s| *s != Stage::Convert) {
@@ -104,9 +108,17 @@ async fn memory(prefetch: u16, docs: u32) {
 }
 
 async fn big_archive(docs: u32) {
-    let mut env = TestEnv::new(options(docket_convert::default_prefetch(num_cpus(), docket_convert::limits::host_memory_bytes(), CAP) as u16).await).await;
+    let mut env = TestEnv::new(
+        options(docket_convert::default_prefetch(num_cpus(), docket_convert::limits::host_memory_bytes(), CAP) as u16)
+            .await,
+    )
+    .await;
     let p = Patient::new("BIG3000");
-    env.docex.set_profile(&p.first, &p.last, Profile { documents: docs, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() });
+    env.docex.set_profile(
+        &p.first,
+        &p.last,
+        Profile { documents: docs, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() },
+    );
     env.seed(&[p]).await;
     env.start_all(1).await;
     env.publish(&["BIG3000"]).await;
@@ -118,7 +130,10 @@ async fn big_archive(docs: u32) {
     .fetch_one(&env.pool)
     .await
     .expect("reading the run");
-    let (done, failed): (i32, i32) = sqlx::query_as("SELECT docs_done, docs_failed FROM docket.runs").fetch_one(&env.pool).await.expect("reading the run");
+    let (done, failed): (i32, i32) = sqlx::query_as("SELECT docs_done, docs_failed FROM docket.runs")
+        .fetch_one(&env.pool)
+        .await
+        .expect("reading the run");
     let secs = (reported - downloaded).num_milliseconds() as f64 / 1000.0;
     println!(
         "{docs}-file mixed archive: {secs:.1} s from download to report ({} converted, {failed} failed, {:.1} documents/s on {} cores)",

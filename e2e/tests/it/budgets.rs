@@ -20,7 +20,10 @@ fn quick_archives(options: &mut TestOptions) {
 /// the stub's own log of arrivals, and the 429s it gave.
 fn assert_within(name: &str, log: &[u64], limit: u32, period: Duration, over_budget: u64, allowed_over: u64) {
     let most = max_in_window(log, period);
-    println!("{name}: {} requests, at most {most} in any {period:?} window (limit {limit}), {over_budget} over budget", log.len());
+    println!(
+        "{name}: {} requests, at most {most} in any {period:?} window (limit {limit}), {over_budget} over budget",
+        log.len()
+    );
     assert!(over_budget <= allowed_over, "{name}: {over_budget} requests over budget");
     assert!(most <= u64::from(limit), "{name}: {most} requests in one window");
 }
@@ -39,9 +42,30 @@ async fn three_replicas_of_every_stage_with_300_patients_never_exceed_any_budget
     one_task_one_report_each(&env.tracker.tasks(), 300);
     let d = env.docex.stats();
     let t = env.tracker.stats();
-    assert_within("docex search+download", &env.docex.budget_log(Budget::Search), d.search.limit, Duration::from_millis(d.search.period_ms), d.search.over_budget, 0);
-    assert_within("docex status", &env.docex.budget_log(Budget::Status), d.status.limit, Duration::from_millis(d.status.period_ms), d.status.over_budget, 0);
-    assert_within("tasktracker", &env.tracker.budget_log(), t.budget.limit, Duration::from_millis(t.budget.period_ms), t.budget.over_budget, 0);
+    assert_within(
+        "docex search+download",
+        &env.docex.budget_log(Budget::Search),
+        d.search.limit,
+        Duration::from_millis(d.search.period_ms),
+        d.search.over_budget,
+        0,
+    );
+    assert_within(
+        "docex status",
+        &env.docex.budget_log(Budget::Status),
+        d.status.limit,
+        Duration::from_millis(d.status.period_ms),
+        d.status.over_budget,
+        0,
+    );
+    assert_within(
+        "tasktracker",
+        &env.tracker.budget_log(),
+        t.budget.limit,
+        Duration::from_millis(t.budget.period_ms),
+        t.budget.over_budget,
+        0,
+    );
     env.cleanup().await;
 }
 
@@ -58,7 +82,9 @@ async fn a_redis_restart_mid_batch_loses_no_work_and_exceeds_a_budget_by_at_most
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
     eventually(Duration::from_secs(60), "a third of the runs done", || async {
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
-            .fetch_one(&env.pool).await.map_err(|e| e.to_string())?;
+            .fetch_one(&env.pool)
+            .await
+            .map_err(|e| e.to_string())?;
         if done >= 40 { Ok(()) } else { Err(format!("{done} done")) }
     })
     .await;
@@ -70,9 +96,30 @@ async fn a_redis_restart_mid_batch_loses_no_work_and_exceeds_a_budget_by_at_most
     let t = env.tracker.stats();
     // After Redis comes back empty the first request of each budget goes at
     // once: one request may land in a window that was already full.
-    assert_within("docex search+download", &env.docex.budget_log(Budget::Search), d.search.limit + 1, Duration::from_millis(d.search.period_ms), d.search.over_budget, 1);
-    assert_within("docex status", &env.docex.budget_log(Budget::Status), d.status.limit + 1, Duration::from_millis(d.status.period_ms), d.status.over_budget, 1);
-    assert_within("tasktracker", &env.tracker.budget_log(), t.budget.limit + 1, Duration::from_millis(t.budget.period_ms), t.budget.over_budget, 1);
+    assert_within(
+        "docex search+download",
+        &env.docex.budget_log(Budget::Search),
+        d.search.limit + 1,
+        Duration::from_millis(d.search.period_ms),
+        d.search.over_budget,
+        1,
+    );
+    assert_within(
+        "docex status",
+        &env.docex.budget_log(Budget::Status),
+        d.status.limit + 1,
+        Duration::from_millis(d.status.period_ms),
+        d.status.over_budget,
+        1,
+    );
+    assert_within(
+        "tasktracker",
+        &env.tracker.budget_log(),
+        t.budget.limit + 1,
+        Duration::from_millis(t.budget.period_ms),
+        t.budget.over_budget,
+        1,
+    );
     env.cleanup().await;
     drop(redis);
 }

@@ -12,7 +12,11 @@ pub fn profile(documents: u32, kind: ArchiveKind) -> Profile {
 pub fn assert_valid_pdf(path: &Path, pages: Option<u32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert!(bytes.starts_with(b"%PDF-"), "{} is not a PDF", path.display());
-    let check = std::process::Command::new("qpdf").arg("--check").arg(path).output().expect("qpdf is installed (the test script installs it)");
+    let check = std::process::Command::new("qpdf")
+        .arg("--check")
+        .arg(path)
+        .output()
+        .expect("qpdf is installed (the test script installs it)");
     assert!(check.status.success(), "qpdf --check {}: {}", path.display(), String::from_utf8_lossy(&check.stdout));
     if let Some(expected) = pages {
         let n = std::process::Command::new("qpdf").arg("--show-npages").arg(path).output().expect("qpdf runs");

@@ -45,10 +45,11 @@ async fn stages_killed_with_sigkill_mid_batch_and_restarted_finish_every_run_exa
     env.wait_finished(40, Duration::from_secs(180)).await;
 
     one_task_one_report_each(&env.tracker.tasks(), 40);
-    let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.documents WHERE state NOT IN ('done', 'failed')")
-        .fetch_one(&env.pool)
-        .await
-        .expect("counting");
+    let orphans: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM docket.documents WHERE state NOT IN ('done', 'failed')")
+            .fetch_one(&env.pool)
+            .await
+            .expect("counting");
     assert_eq!(orphans, 0, "every document reached an outcome");
     let _ = Stage::Search;
     env.cleanup().await;

@@ -96,22 +96,40 @@ async fn a_hostile_archive_writes_nothing_outside_its_area_fails_each_hostile_en
         let reason = failed(name).unwrap_or_else(|| panic!("{name} is not listed as a failure"));
         assert!(reason.contains("escapes"), "{name}: {reason}");
     }
-    for name in ["links/passwd", "bomb/zeros.txt", "bomb/ratio.bin", "images/broken.png", "images/broken.jpg", "secret/encrypted.txt", "nested/inner.zip"] {
+    for name in [
+        "links/passwd",
+        "bomb/zeros.txt",
+        "bomb/ratio.bin",
+        "images/broken.png",
+        "images/broken.jpg",
+        "secret/encrypted.txt",
+        "nested/inner.zip",
+    ] {
         let reason = failed(name).unwrap_or_else(|| panic!("{name} is not listed as a failure"));
         assert!(!reason.is_empty(), "{name} failed without a reason");
     }
-    assert!(report.documents.iter().any(|d| d.name == "reports/not-really.pdf"), "a text file named .pdf is judged by its content");
+    assert!(
+        report.documents.iter().any(|d| d.name == "reports/not-really.pdf"),
+        "a text file named .pdf is judged by its content"
+    );
     assert!(report.documents.len() >= 24 - 13, "the ordinary entries were converted: {report:?}");
 
     // Nothing escaped: no file anywhere but in storage, scratch and work areas.
     assert!(!Path::new("/etc/docket-evil.txt").exists());
     for name in ["escape.txt", "b.txt", "windows-escape.txt", "nested-escape.txt"] {
-        assert!(!env.dir.path().join(name).exists() && !env.dir.path().parent().unwrap_or(Path::new("/")).join(name).exists());
+        assert!(
+            !env.dir.path().join(name).exists()
+                && !env.dir.path().parent().unwrap_or(Path::new("/")).join(name).exists()
+        );
     }
     for entry in walk(env.dir.path()) {
         let rel = entry.strip_prefix(env.dir.path()).expect("under the test dir");
         let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-        assert!(["storage", "scratch", "work"].contains(&top.as_str()), "a file outside the pipeline's areas: {}", entry.display());
+        assert!(
+            ["storage", "scratch", "work"].contains(&top.as_str()),
+            "a file outside the pipeline's areas: {}",
+            entry.display()
+        );
     }
     env.cleanup().await;
 }

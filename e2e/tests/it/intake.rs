@@ -20,7 +20,11 @@ async fn a_second_request_joins_the_run_in_progress_and_a_later_one_starts_a_new
     env.publish(&["P-TWICE"]).await;
     eventually(Duration::from_secs(30), "the run to start", || async {
         let runs = env.runs("P-TWICE").await;
-        if runs.first().is_some_and(|r| r.state == "poll") { Ok(()) } else { Err(format!("{:?}", runs.first().map(|r| &r.state))) }
+        if runs.first().is_some_and(|r| r.state == "poll") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", runs.first().map(|r| &r.state)))
+        }
     })
     .await;
     env.publish(&["P-TWICE"]).await;
@@ -70,7 +74,8 @@ async fn unknown_patients_unusable_rows_and_messages_that_are_not_json_are_parke
     assert!(!reasons.iter().any(|r| r.contains("Family")), "a reason never carries a name: {reasons:?}");
     assert!(env.tracker.tasks().is_empty(), "no task was created");
     assert_eq!(env.docex.stats().search.spent, 0, "no search was made");
-    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs").fetch_one(&env.pool).await.expect("counting runs");
+    let runs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM docket.runs").fetch_one(&env.pool).await.expect("counting runs");
     assert_eq!(runs, 0, "no run was started");
     env.cleanup().await;
 }

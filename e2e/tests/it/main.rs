@@ -2,11 +2,11 @@
 //! test a whole pipeline of its own against the real RabbitMQ, PostgreSQL
 //! and Redis, with the DocEx and TaskTracker stubs.
 
-mod common;
-mod intake;
-mod pipeline;
-mod crash;
 mod budgets;
-mod outages;
+mod common;
+mod crash;
 mod documents;
+mod intake;
+mod outages;
+mod pipeline;
 mod restarts;

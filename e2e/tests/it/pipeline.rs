@@ -31,20 +31,22 @@ async fn a_patient_with_documents_gets_one_task_and_one_report_listing_every_sto
     for f in &report.failures {
         assert!(!f.reason.is_empty(), "failure without a reason: {f:?}");
     }
-    let originals: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT original_key FROM docket.documents WHERE reason IS NULL OR pdf_key IS NOT NULL OR state = 'failed'")
-            .fetch_all(&env.pool)
-            .await
-            .expect("reading documents");
+    let originals: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT original_key FROM docket.documents WHERE reason IS NULL OR pdf_key IS NOT NULL OR state = 'failed'",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("reading documents");
     let stored: Vec<String> = originals.into_iter().flatten().collect();
     assert!(stored.len() >= report.documents.len(), "an original per converted document");
     for key in stored {
         assert!(env.storage_root().join(&key).is_file(), "original {key} is in storage");
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT documents_status FROM patients WHERE patient_id = 'P-DOCS'")
-        .fetch_one(&env.pool)
-        .await
-        .expect("reading the patient");
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT documents_status FROM patients WHERE patient_id = 'P-DOCS'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("reading the patient");
     assert_eq!(status.as_deref(), Some("DOCUMENTS_FOUND"));
     env.cleanup().await;
 }
@@ -68,10 +70,11 @@ async fn a_patient_without_documents_is_reported_not_found_and_no_archive_is_dow
     let stats = env.docex.stats();
     let downloads = stats.endpoints.get("GET /v1/archives/{job_id}").map_or(0, |e| e.calls);
     assert_eq!(downloads, 0, "no archive download was attempted");
-    let status: Option<String> = sqlx::query_scalar("SELECT documents_status FROM patients WHERE patient_id = 'P-NONE'")
-        .fetch_one(&env.pool)
-        .await
-        .expect("reading the patient");
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT documents_status FROM patients WHERE patient_id = 'P-NONE'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("reading the patient");
     assert_eq!(status.as_deref(), Some("DOCUMENTS_NOT_FOUND"));
     env.cleanup().await;
 }
@@ -98,6 +101,10 @@ async fn two_hundred_patients_at_once_all_complete_and_429s_are_retried_not_lost
     let docex = env.docex.stats();
     let tracker = env.tracker.stats();
     assert!(docex.storm_429 + tracker.storm_429 > 0, "the storm answered some requests with 429");
-    assert_eq!(docex.search.over_budget + docex.status.over_budget + tracker.budget.over_budget, 0, "our own traffic stayed in budget");
+    assert_eq!(
+        docex.search.over_budget + docex.status.over_budget + tracker.budget.over_budget,
+        0,
+        "our own traffic stayed in budget"
+    );
     env.cleanup().await;
 }

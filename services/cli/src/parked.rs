@@ -92,8 +92,12 @@ pub async fn replay(settings: &Settings, ids: Vec<String>, all: bool) -> anyhow:
             .with_content_type("application/json".into())
             .with_headers(headers);
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let confirm = channel.basic_publish(WORK_EXCHANGE.into(), queue.as_str().into(), options, &d.data, props).await?.await?;
-        anyhow::ensure!(matches!(confirm, lapin::Confirmation::Ack(None)), "the broker did not take the replay for {queue}");
+        let confirm =
+            channel.basic_publish(WORK_EXCHANGE.into(), queue.as_str().into(), options, &d.data, props).await?.await?;
+        anyhow::ensure!(
+            matches!(confirm, lapin::Confirmation::Ack(None)),
+            "the broker did not take the replay for {queue}"
+        );
         d.ack(BasicAckOptions::default()).await?;
         println!("replayed {} to {queue}", id_of(&d));
         replayed += 1;

@@ -12,7 +12,12 @@ use lapin::{BasicProperties, options::BasicPublishOptions, options::ConfirmSelec
 
 use crate::seed::demo_id;
 
-pub async fn run(settings: &Settings, mut ids: Vec<String>, file: Option<std::path::PathBuf>, demo: Option<u32>) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &Settings,
+    mut ids: Vec<String>,
+    file: Option<std::path::PathBuf>,
+    demo: Option<u32>,
+) -> anyhow::Result<()> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));

@@ -56,11 +56,10 @@ pub async fn patient(settings: &Settings, patient_id: &str) -> anyhow::Result<()
 
 pub async fn runs(settings: &Settings) -> anyhow::Result<()> {
     let db = db(settings)?;
-    let counts: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT state, documents_status, count(*) FROM docket.runs GROUP BY 1, 2 ORDER BY 1, 2",
-    )
-    .fetch_all(&db.pool)
-    .await?;
+    let counts: Vec<(String, Option<String>, i64)> =
+        sqlx::query_as("SELECT state, documents_status, count(*) FROM docket.runs GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(&db.pool)
+            .await?;
     println!("{:<10} {:<22} {:>7}", "state", "documents status", "runs");
     for (state, status, n) in counts {
         println!("{state:<10} {:<22} {n:>7}", status.unwrap_or_else(|| "-".into()));

@@ -46,10 +46,7 @@ pub(crate) fn note(text: impl Into<String>) {
 }
 
 fn take_notes() -> Vec<String> {
-    NOTES
-        .lock()
-        .map(|mut n| std::mem::take(&mut *n))
-        .unwrap_or_default()
+    NOTES.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
 }
 
 /// What the child runs; `args` are the arguments after `child`.
@@ -68,34 +65,20 @@ pub fn child_main(args: &[String]) -> ExitCode {
     };
     let (input, output) = (Path::new(input), Path::new(output));
     // Judged here once for the early line; convert_file judges again, which costs microseconds.
-    let early = std::fs::read(input)
-        .map(|b| kind::sniff(&b, name))
-        .unwrap_or(DocKind::Unknown);
-    emit(&Outcome {
-        kind: early,
-        done: false,
-        pages: 0,
-        error: None,
-        internal: false,
-        peak_rss_kib: 0,
-        notes: vec![],
-    });
+    let early = std::fs::read(input).map(|b| kind::sniff(&b, name)).unwrap_or(DocKind::Unknown);
+    emit(&Outcome { kind: early, done: false, pages: 0, error: None, internal: false, peak_rss_kib: 0, notes: vec![] });
 
-    let result =
-        std::panic::catch_unwind(|| convert_file(input, output, name)).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(ConvertError::doc(
-                early,
-                format!(
-                    "the converter failed on this document ({})",
-                    crate::text::decode::prefix(&what, 200)
-                ),
-            ))
-        });
+    let result = std::panic::catch_unwind(|| convert_file(input, output, name)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ConvertError::doc(
+            early,
+            format!("the converter failed on this document ({})", crate::text::decode::prefix(&what, 200)),
+        ))
+    });
     let mut outcome = Outcome {
         kind: early,
         done: true,

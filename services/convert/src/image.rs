@@ -30,15 +30,10 @@ pub(crate) fn convert(kind: DocKind, bytes: Vec<u8>) -> Result<(Vec<u8>, u32), C
     let (pw, ph) = (dw * scale, dh * scale);
 
     let mut doc = Document::new();
-    let mut page = doc.start_page_with(PageSettings::new(
-        Size::from_wh(pw, ph).ok_or_else(|| bad_size(kind))?,
-    ));
+    let mut page = doc.start_page_with(PageSettings::new(Size::from_wh(pw, ph).ok_or_else(|| bad_size(kind))?));
     let mut surface = page.surface();
     surface.push_transform(&orientation(head.orientation, pw, ph));
-    surface.draw_image(
-        image,
-        Size::from_wh(w * scale, h * scale).ok_or_else(|| bad_size(kind))?,
-    );
+    surface.draw_image(image, Size::from_wh(w * scale, h * scale).ok_or_else(|| bad_size(kind))?);
     surface.pop();
     surface.finish();
     page.finish();
@@ -46,10 +41,7 @@ pub(crate) fn convert(kind: DocKind, bytes: Vec<u8>) -> Result<(Vec<u8>, u32), C
         krilla::error::KrillaError::Image(_, _, why) => {
             ConvertError::doc(kind, format!("the image data is corrupt: {why}"))
         }
-        other => ConvertError::doc(
-            kind,
-            format!("the PDF writer failed on this image: {other:?}"),
-        ),
+        other => ConvertError::doc(kind, format!("the PDF writer failed on this image: {other:?}")),
     })?;
     Ok((pdf, 1))
 }
@@ -96,10 +88,7 @@ mod tests {
                 let px = t.sx() * x + t.kx() * y + t.tx();
                 let py = t.ky() * x + t.sy() * y + t.ty();
                 let on_corner = |v: f32, a: f32| v.abs() < 1e-3 || (v - a).abs() < 1e-3;
-                assert!(
-                    on_corner(px, pw) && on_corner(py, ph),
-                    "orientation {o}: ({x},{y}) -> ({px},{py})"
-                );
+                assert!(on_corner(px, pw) && on_corner(py, ph), "orientation {o}: ({x},{y}) -> ({px},{py})");
             }
         }
     }

@@ -16,11 +16,9 @@ pub(crate) struct Header {
 pub(crate) fn header(kind: DocKind, b: &[u8]) -> Result<Header, ConvertError> {
     let header = match kind {
         DocKind::Jpeg => jpeg(b),
-        DocKind::Png if b.len() >= 24 && &b[12..16] == b"IHDR" => Ok(Header {
-            width: be32(&b[16..20]),
-            height: be32(&b[20..24]),
-            orientation: 1,
-        }),
+        DocKind::Png if b.len() >= 24 && &b[12..16] == b"IHDR" => {
+            Ok(Header { width: be32(&b[16..20]), height: be32(&b[20..24]), orientation: 1 })
+        }
         DocKind::Gif if b.len() >= 10 => Ok(Header {
             width: u32::from(u16::from_le_bytes([b[6], b[7]])),
             height: u32::from(u16::from_le_bytes([b[8], b[9]])),
@@ -36,10 +34,7 @@ pub(crate) fn header(kind: DocKind, b: &[u8]) -> Result<Header, ConvertError> {
 /// Refuses a page of more than [`MAX_PIXELS`] before decoding: a small file can declare a huge image.
 pub(crate) fn check_pixels(kind: DocKind, width: u32, height: u32) -> Result<(), ConvertError> {
     if width == 0 || height == 0 {
-        return Err(ConvertError::doc(
-            kind,
-            format!("the image declares an empty size ({width}×{height} pixels)"),
-        ));
+        return Err(ConvertError::doc(kind, format!("the image declares an empty size ({width}×{height} pixels)")));
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > MAX_PIXELS {
@@ -80,22 +75,16 @@ fn jpeg(b: &[u8]) -> Result<Header, String> {
         if marker == 0xD9 {
             return Err("the JPEG contains no image data".into());
         }
-        let len = usize::from(u16::from_be_bytes([
-            *b.get(pos).ok_or("truncated")?,
-            *b.get(pos + 1).ok_or("truncated")?,
-        ]));
-        let seg = b
-            .get(pos + 2..pos + len)
-            .ok_or("the JPEG is truncated inside its header")?;
+        let len =
+            usize::from(u16::from_be_bytes([*b.get(pos).ok_or("truncated")?, *b.get(pos + 1).ok_or("truncated")?]));
+        let seg = b.get(pos + 2..pos + len).ok_or("the JPEG is truncated inside its header")?;
         match marker {
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF if seg.len() >= 5 => {
                 let height = u32::from(u16::from_be_bytes([seg[1], seg[2]]));
                 let width = u32::from(u16::from_be_bytes([seg[3], seg[4]]));
                 size = Some((width, height));
             }
-            0xE1 if seg.starts_with(b"Exif\0\0") => {
-                orientation = exif_orientation(&seg[6..]).unwrap_or(1)
-            }
+            0xE1 if seg.starts_with(b"Exif\0\0") => orientation = exif_orientation(&seg[6..]).unwrap_or(1),
             0xDA => break,
             _ => {}
         }
@@ -106,11 +95,7 @@ fn jpeg(b: &[u8]) -> Result<Header, String> {
     if !b[pos..].windows(2).any(|w| w == [0xFF, 0xD9]) {
         return Err("the JPEG is truncated: its image data has no end marker".into());
     }
-    Ok(Header {
-        width,
-        height,
-        orientation,
-    })
+    Ok(Header { width, height, orientation })
 }
 
 /// The Orientation tag (0x0112) of IFD0 in an EXIF block (a little TIFF file).
@@ -121,22 +106,12 @@ fn exif_orientation(t: &[u8]) -> Option<u8> {
         _ => return None,
     };
     let u16_at = |p: usize| {
-        t.get(p..p + 2).map(|s| {
-            if le {
-                u16::from_le_bytes([s[0], s[1]])
-            } else {
-                u16::from_be_bytes([s[0], s[1]])
-            }
-        })
+        t.get(p..p + 2).map(|s| if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) })
     };
     let u32_at = |p: usize| {
         t.get(p..p + 4).map(|s| {
             let a = [s[0], s[1], s[2], s[3]];
-            if le {
-                u32::from_le_bytes(a)
-            } else {
-                u32::from_be_bytes(a)
-            }
+            if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
         })
     };
     let ifd = usize::try_from(u32_at(4)?).ok()?;
@@ -144,9 +119,7 @@ fn exif_orientation(t: &[u8]) -> Option<u8> {
     (0..count.min(256))
         .find_map(|i| {
             let entry = ifd + 2 + i * 12;
-            (u16_at(entry)? == 0x0112)
-                .then(|| u16_at(entry + 8))
-                .flatten()
+            (u16_at(entry)? == 0x0112).then(|| u16_at(entry + 8)).flatten()
         })
         .and_then(|v| u8::try_from(v).ok())
         .filter(|v| (1..=8).contains(v))

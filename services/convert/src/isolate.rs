@@ -43,20 +43,9 @@ pub async fn convert_isolated(
 }
 
 /// [`convert_isolated`] with the child's peak memory and duration.
-pub async fn run_isolated(
-    exe: &Path,
-    input: &Path,
-    output: &Path,
-    name: &str,
-    limits: &Limits,
-) -> ChildReport {
+pub async fn run_isolated(exe: &Path, input: &Path, output: &Path, name: &str, limits: &Limits) -> ChildReport {
     // Absolute paths: the child must never mistake an input for one of its own options.
-    let args: Vec<OsString> = vec![
-        "child".into(),
-        absolute(input).into(),
-        absolute(output).into(),
-        name.into(),
-    ];
+    let args: Vec<OsString> = vec!["child".into(), absolute(input).into(), absolute(output).into(), name.into()];
     run_child(exe, &args, limits).await
 }
 
@@ -86,9 +75,7 @@ pub async fn run_child(exe: &Path, args: &[OsString], limits: &Limits) -> ChildR
         Ok(c) => c,
         Err(e) => {
             return report(
-                Err(ConvertError::Internal(format!(
-                    "cannot start the converter child: {e}"
-                ))),
+                Err(ConvertError::Internal(format!("cannot start the converter child: {e}"))),
                 None,
                 started,
             );
@@ -111,9 +98,7 @@ pub async fn run_child(exe: &Path, args: &[OsString], limits: &Limits) -> ChildR
         Ok(Ok(status)) => Some(status),
         Ok(Err(e)) => {
             return report(
-                Err(ConvertError::Internal(format!(
-                    "cannot wait for the converter child: {e}"
-                ))),
+                Err(ConvertError::Internal(format!("cannot wait for the converter child: {e}"))),
                 None,
                 started,
             );
@@ -127,33 +112,21 @@ pub async fn run_child(exe: &Path, args: &[OsString], limits: &Limits) -> ChildR
     let err = collect(stderr).await;
     let outcome = last_outcome(&out);
     let kind = outcome.as_ref().map_or(DocKind::Unknown, |o| o.kind);
-    let peak = outcome
-        .as_ref()
-        .filter(|o| o.done)
-        .map(|o| o.peak_rss_kib * 1024);
+    let peak = outcome.as_ref().filter(|o| o.done).map(|o| o.peak_rss_kib * 1024);
     for note in outcome.iter().flat_map(|o| &o.notes) {
         tracing::warn!(kind = %kind, "conversion note: {note}");
     }
     let result = match (status, outcome) {
         (None, _) => Err(ConvertError::doc(
             kind,
-            format!(
-                "the conversion took longer than {} and was stopped",
-                secs(limits.timeout)
-            ),
+            format!("the conversion took longer than {} and was stopped", secs(limits.timeout)),
         )),
         (Some(_), Some(o)) if o.done => Ok(o),
         (Some(status), _) => Err(died(status, kind, &err, limits)),
     }
     .and_then(|o| match (o.error, o.internal) {
-        (None, _) => Ok(Converted {
-            pages: o.pages,
-            kind: o.kind,
-        }),
-        (Some(reason), false) => Err(ConvertError::Document {
-            kind: o.kind,
-            reason,
-        }),
+        (None, _) => Ok(Converted { pages: o.pages, kind: o.kind }),
+        (Some(reason), false) => Err(ConvertError::Document { kind: o.kind, reason }),
         (Some(why), true) => Err(ConvertError::Internal(why)),
     });
     report(result, peak, started)
@@ -170,53 +143,35 @@ impl Drop for GroupGuard {
     }
 }
 
-fn report(
-    result: Result<Converted, ConvertError>,
-    peak_rss_bytes: Option<u64>,
-    started: Instant,
-) -> ChildReport {
-    ChildReport {
-        result,
-        peak_rss_bytes,
-        elapsed: started.elapsed(),
-    }
+fn report(result: Result<Converted, ConvertError>, peak_rss_bytes: Option<u64>, started: Instant) -> ChildReport {
+    ChildReport { result, peak_rss_bytes, elapsed: started.elapsed() }
 }
 
 /// Environment the child keeps: finding tools, locale, scratch, and the converter's own settings.
 fn passed_through(key: &std::ffi::OsStr) -> bool {
     let key = key.to_string_lossy();
-    matches!(
-        &*key,
-        "PATH" | "HOME" | "LANG" | "LC_ALL" | "TMPDIR" | "RUST_BACKTRACE"
-    ) || key.starts_with("CONVERT_")
+    matches!(&*key, "PATH" | "HOME" | "LANG" | "LC_ALL" | "TMPDIR" | "RUST_BACKTRACE") || key.starts_with("CONVERT_")
 }
 
 /// Why a child ended without an outcome line, in words for the report.
-fn died(
-    status: std::process::ExitStatus,
-    kind: DocKind,
-    stderr: &str,
-    limits: &Limits,
-) -> ConvertError {
+fn died(status: std::process::ExitStatus, kind: DocKind, stderr: &str, limits: &Limits) -> ConvertError {
     let cap = human_bytes(limits.memory_bytes);
     if stderr.contains("memory allocation of")
         || stderr.contains("out of memory")
         || stderr.contains("Cannot allocate memory")
     {
-        return ConvertError::doc(
-            kind,
-            format!("the conversion exceeded the {cap} memory cap and was stopped"),
-        );
+        return ConvertError::doc(kind, format!("the conversion exceeded the {cap} memory cap and was stopped"));
     }
     match status.signal() {
-        Some(nix::libc::SIGXCPU) => {
-            ConvertError::doc(kind, format!("the conversion used more than {} s of CPU time and was stopped", limits.cpu_seconds))
-        }
+        Some(nix::libc::SIGXCPU) => ConvertError::doc(
+            kind,
+            format!("the conversion used more than {} s of CPU time and was stopped", limits.cpu_seconds),
+        ),
         // Not our kill (that is the timeout branch): the container's out-of-memory killer, most
         // likely, which picks children first. That says more about the host's load than the document.
-        Some(nix::libc::SIGKILL) => {
-            ConvertError::Internal("the converter child was killed by the system (probably the container ran out of memory)".into())
-        }
+        Some(nix::libc::SIGKILL) => ConvertError::Internal(
+            "the converter child was killed by the system (probably the container ran out of memory)".into(),
+        ),
         Some(sig) => ConvertError::doc(kind, format!("the converter crashed on this document (signal {sig})")),
         None => ConvertError::Internal(format!(
             "the converter child exited with status {} without reporting an outcome: {}",
@@ -227,18 +182,12 @@ fn died(
 }
 
 fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
+    if d.subsec_millis() == 0 { format!("{} s", d.as_secs()) } else { format!("{:.1} s", d.as_secs_f64()) }
 }
 
 /// The last complete JSON line the child printed.
 fn last_outcome(out: &str) -> Option<Outcome> {
-    out.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Outcome>(l).ok())
+    out.lines().rev().find_map(|l| serde_json::from_str::<Outcome>(l).ok())
 }
 
 async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: u64) -> String {

@@ -82,11 +82,7 @@ pub fn sniff(bytes: &[u8], name: &str) -> DocKind {
 fn sniff_magic(b: &[u8]) -> Option<DocKind> {
     let kind = if b.starts_with(b"%PDF-") {
         DocKind::Pdf
-    } else if b.starts_with(b"II*\0")
-        || b.starts_with(b"MM\0*")
-        || b.starts_with(b"II+\0")
-        || b.starts_with(b"MM\0+")
-    {
+    } else if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") || b.starts_with(b"II+\0") || b.starts_with(b"MM\0+") {
         DocKind::Tiff
     } else if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
         DocKind::Jpeg
@@ -100,10 +96,7 @@ fn sniff_magic(b: &[u8]) -> Option<DocKind> {
         DocKind::Doc
     } else if b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") {
         sniff_zip(b)
-    } else if b.starts_with(&[0x1F, 0x8B])
-        || b.starts_with(b"7z\xBC\xAF\x27\x1C")
-        || b.starts_with(b"Rar!")
-    {
+    } else if b.starts_with(&[0x1F, 0x8B]) || b.starts_with(b"7z\xBC\xAF\x27\x1C") || b.starts_with(b"Rar!") {
         DocKind::Archive
     } else {
         return None;
@@ -132,8 +125,8 @@ fn sniff_zip(bytes: &[u8]) -> DocKind {
 
 /// Tags that only HTML uses as a root or leading element: a fragment starting with one is HTML.
 const HTML_LEADS: &[&str] = &[
-    "html", "head", "body", "div", "p", "table", "span", "h1", "h2", "h3", "h4", "br", "font", "b",
-    "i", "ul", "ol", "pre", "title", "meta", "style", "center",
+    "html", "head", "body", "div", "p", "table", "span", "h1", "h2", "h3", "h4", "br", "font", "b", "i", "ul", "ol",
+    "pre", "title", "meta", "style", "center",
 ];
 
 fn sniff_text(text: &str, name: &str) -> DocKind {
@@ -176,9 +169,7 @@ fn root_element(mut s: &str) -> Option<String> {
             }
             s = &rest[decl.len() + 1..];
         } else if let Some(rest) = s.strip_prefix('<') {
-            let end = rest
-                .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-                .unwrap_or(rest.len());
+            let end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
             return (end > 0).then(|| rest[..end].to_string());
         } else {
             return None;
@@ -188,10 +179,7 @@ fn root_element(mut s: &str) -> Option<String> {
 }
 
 fn has_ext(name: &str, exts: &[&str]) -> bool {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     exts.contains(&ext.as_str())
 }
 

@@ -61,10 +61,7 @@ pub enum ConvertError {
 
 impl ConvertError {
     pub(crate) fn doc(kind: DocKind, reason: impl Into<String>) -> Self {
-        ConvertError::Document {
-            kind,
-            reason: reason.into(),
-        }
+        ConvertError::Document { kind, reason: reason.into() }
     }
 
     /// Writing our own output failed: the host's fault (disk full, permissions), never the document's.
@@ -81,27 +78,19 @@ pub const MAX_PIXELS: u64 = 150_000_000;
 /// `name` is the document's path inside its archive: shown in text page headers and used
 /// only as a tie-breaker when the content is ambiguous.
 pub fn convert_file(input: &Path, output: &Path, name: &str) -> Result<Converted, ConvertError> {
-    let bytes = std::fs::read(input)
-        .map_err(|e| ConvertError::Internal(format!("cannot read the input file: {e}")))?;
+    let bytes = std::fs::read(input).map_err(|e| ConvertError::Internal(format!("cannot read the input file: {e}")))?;
     let kind = kind::sniff(&bytes, name);
     let pages = match kind {
         DocKind::Pdf => pdf::convert(input, output)?,
         DocKind::Tiff => write_pdf(output, tiff::convert(&bytes)?)?,
-        DocKind::Jpeg | DocKind::Png | DocKind::Gif => {
-            write_pdf(output, image::convert(kind, bytes)?)?
-        }
+        DocKind::Jpeg | DocKind::Png | DocKind::Gif => write_pdf(output, image::convert(kind, bytes)?)?,
         DocKind::Text | DocKind::Html | DocKind::Xml | DocKind::Cda => {
             write_pdf(output, text::convert(kind, &bytes, name)?)?
         }
-        DocKind::Rtf | DocKind::Docx | DocKind::Doc | DocKind::Odt => {
-            office::convert(kind, input, output)?
-        }
+        DocKind::Rtf | DocKind::Docx | DocKind::Doc | DocKind::Odt => office::convert(kind, input, output)?,
         DocKind::Empty => return Err(ConvertError::doc(kind, "the file is empty")),
         DocKind::Archive => {
-            return Err(ConvertError::doc(
-                kind,
-                "the file is an archive; nested archives are not converted",
-            ));
+            return Err(ConvertError::doc(kind, "the file is an archive; nested archives are not converted"));
         }
         DocKind::Unknown => {
             return Err(ConvertError::doc(
@@ -116,13 +105,9 @@ pub fn convert_file(input: &Path, output: &Path, name: &str) -> Result<Converted
 /// Writes finished PDF bytes next to `output` and renames them into place, so a reader never
 /// sees half a PDF.
 fn write_pdf(output: &Path, (pdf, pages): (Vec<u8>, u32)) -> Result<u32, ConvertError> {
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(ConvertError::output)?;
     std::io::Write::write_all(&mut tmp, &pdf).map_err(ConvertError::output)?;
-    tmp.persist(output)
-        .map_err(|e| ConvertError::output(e.error))?;
+    tmp.persist(output).map_err(|e| ConvertError::output(e.error))?;
     Ok(pages)
 }

@@ -17,11 +17,7 @@ pub const GIB: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            memory_bytes: GIB,
-            timeout: Duration::from_secs(120),
-            cpu_seconds: 60,
-        }
+        Limits { memory_bytes: GIB, timeout: Duration::from_secs(120), cpu_seconds: 60 }
     }
 }
 
@@ -32,24 +28,18 @@ impl Limits {
     pub fn from_env() -> Result<Limits, String> {
         let mut limits = Limits::default();
         if let Some(v) = env("CONVERT_MEMORY_LIMIT") {
-            limits.memory_bytes = parse_bytes(&v).ok_or(format!(
-                "CONVERT_MEMORY_LIMIT={v:?} is not a size like 1GiB"
-            ))?;
+            limits.memory_bytes =
+                parse_bytes(&v).ok_or(format!("CONVERT_MEMORY_LIMIT={v:?} is not a size like 1GiB"))?;
         }
         if let Some(v) = env("CONVERT_TIMEOUT") {
-            limits.timeout = parse_duration(&v)
-                .ok_or(format!("CONVERT_TIMEOUT={v:?} is not a duration like 120s"))?;
+            limits.timeout = parse_duration(&v).ok_or(format!("CONVERT_TIMEOUT={v:?} is not a duration like 120s"))?;
             limits.cpu_seconds = (limits.timeout.as_secs() / 2).max(1);
         }
         if let Some(v) = env("CONVERT_CPU_SECONDS") {
-            limits.cpu_seconds = v
-                .parse()
-                .map_err(|_| format!("CONVERT_CPU_SECONDS={v:?} is not a whole number"))?;
+            limits.cpu_seconds = v.parse().map_err(|_| format!("CONVERT_CPU_SECONDS={v:?} is not a whole number"))?;
         }
         if limits.memory_bytes < 64 << 20 {
-            return Err(
-                "CONVERT_MEMORY_LIMIT below 64 MiB leaves no room to convert anything".into(),
-            );
+            return Err("CONVERT_MEMORY_LIMIT below 64 MiB leaves no room to convert anything".into());
         }
         Ok(limits)
     }
@@ -60,19 +50,11 @@ pub fn prefetch_from_env(limits: &Limits) -> Result<usize, String> {
     match env("CONVERT_PREFETCH") {
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "CONVERT_PREFETCH={v:?} is not a positive whole number"
-            )),
+            _ => Err(format!("CONVERT_PREFETCH={v:?} is not a positive whole number")),
         },
         None => {
-            let cores = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
-            Ok(default_prefetch(
-                cores,
-                host_memory_bytes(),
-                limits.memory_bytes,
-            ))
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            Ok(default_prefetch(cores, host_memory_bytes(), limits.memory_bytes))
         }
     }
 }
@@ -83,45 +65,31 @@ pub fn prefetch_from_env(limits: &Limits) -> Result<usize, String> {
 pub fn default_prefetch(cores: usize, mem_bytes: u64, cap: u64) -> usize {
     let reserve = (512 << 20) + mem_bytes / 16;
     let by_memory = mem_bytes.saturating_sub(reserve) / cap.max(1);
-    cores
-        .min(usize::try_from(by_memory).unwrap_or(usize::MAX))
-        .max(1)
+    cores.min(usize::try_from(by_memory).unwrap_or(usize::MAX)).max(1)
 }
 
 /// Physical memory, or the container's cgroup limit when that is smaller (v2, then v1).
 pub fn host_memory_bytes() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .map(str::to_owned)
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(4 * GIB, |kib| kib * 1024);
-    let cgroup = [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
-    .min();
+    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+        .min();
     cgroup.map_or(total, |c| c.min(total))
 }
 
 fn env(key: &str) -> Option<String> {
-    std::env::var(key)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// Sizes with binary (`KiB`, `MiB`, `GiB`) or decimal (`K`, `M`, `G`, `KB`…) units; bare numbers are bytes.
 pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().ok()?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -141,9 +109,7 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 /// Durations as `120s`, `2m`, `1h`, `500ms`, or bare seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().ok()?;
     let secs = match unit.trim() {

@@ -9,10 +9,7 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("child") {
         return docket_convert::child_main(&args[2..]);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("docket-convert: cannot start the async runtime: {e}");

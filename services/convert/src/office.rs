@@ -19,24 +19,23 @@ use crate::{ConvertError, DocKind};
 
 pub(crate) fn convert(kind: DocKind, input: &Path, output: &Path) -> Result<u32, ConvertError> {
     let soffice = find_program("soffice").or_else(|| find_program("libreoffice")).ok_or_else(|| {
-        ConvertError::doc(kind, format!("LibreOffice is needed to convert {} documents and is not installed on this converter", kind.label().to_uppercase()))
+        ConvertError::doc(
+            kind,
+            format!(
+                "LibreOffice is needed to convert {} documents and is not installed on this converter",
+                kind.label().to_uppercase()
+            ),
+        )
     })?;
     let qpdf = qpdf()?;
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let work = tempfile::Builder::new()
-        .prefix(".soffice-")
-        .tempdir_in(dir)
-        .map_err(ConvertError::output)?;
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let work = tempfile::Builder::new().prefix(".soffice-").tempdir_in(dir).map_err(ConvertError::output)?;
     let src = work.path().join(format!("document.{}", extension(kind)));
     std::fs::copy(input, &src).map_err(ConvertError::output)?;
     let outdir = work.path().join("out");
 
     // Keep images at their own resolution; LibreOffice otherwise downsamples them to 300 dpi.
-    let filter =
-        r#"pdf:writer_pdf_Export:{"ReduceImageResolution":{"type":"boolean","value":"false"}}"#;
+    let filter = r#"pdf:writer_pdf_Export:{"ReduceImageResolution":{"type":"boolean","value":"false"}}"#;
     let mut result = soffice_run(&soffice, work.path(), &src, &outdir, filter)?;
     let pdf = outdir.join("document.pdf");
     if !pdf.is_file() && kind == DocKind::Doc {
@@ -46,17 +45,13 @@ pub(crate) fn convert(kind: DocKind, input: &Path, output: &Path) -> Result<u32,
     if !pdf.is_file() {
         return Err(ConvertError::doc(
             kind,
-            format!(
-                "LibreOffice could not convert the document: {}",
-                soffice_reason(&result)
-            ),
+            format!("LibreOffice could not convert the document: {}", soffice_reason(&result)),
         ));
     }
     let pages = page_count(&qpdf, &pdf).map_err(|e| match e {
-        ConvertError::Document { reason, .. } => ConvertError::doc(
-            kind,
-            format!("LibreOffice produced an unusable PDF: {reason}"),
-        ),
+        ConvertError::Document { reason, .. } => {
+            ConvertError::doc(kind, format!("LibreOffice produced an unusable PDF: {reason}"))
+        }
         other => other,
     })?;
     // Same filesystem (the scratch directory sits beside the output): a rename, not a copy.
@@ -71,22 +66,12 @@ fn soffice_run(
     outdir: &Path,
     filter: &str,
 ) -> Result<crate::pdf::Ran, ConvertError> {
-    let profile = format!(
-        "-env:UserInstallation=file://{}",
-        work.join("profile").display()
-    );
+    let profile = format!("-env:UserInstallation=file://{}", work.join("profile").display());
     let jail = network_jail();
     let mut cmd = Command::new(jail.first().map_or(soffice.as_os_str(), |p| p.as_ref()));
     cmd.args(jail.iter().skip(1))
         .args(if jail.is_empty() { None } else { Some(soffice) })
-        .args([
-            "--headless",
-            "--invisible",
-            "--norestore",
-            "--nolockcheck",
-            "--nodefault",
-            "--nologo",
-        ])
+        .args(["--headless", "--invisible", "--norestore", "--nolockcheck", "--nodefault", "--nologo"])
         .arg(profile)
         .arg("--convert-to")
         .arg(filter)
@@ -142,7 +127,9 @@ fn network_jail() -> &'static [String] {
                 return prefix.iter().map(|s| (*s).to_owned()).collect();
             }
         }
-        crate::child::note("LibreOffice ran with network access: unshare is not permitted here (rely on the NetworkPolicy)");
+        crate::child::note(
+            "LibreOffice ran with network access: unshare is not permitted here (rely on the NetworkPolicy)",
+        );
         Vec::new()
     })
 }

@@ -22,32 +22,18 @@ pub(crate) fn convert(input: &Path, output: &Path) -> Result<u32, ConvertError> 
     }
     let why = reason(&check.text, input);
     if check.text.contains("invalid password") {
-        return Err(ConvertError::doc(
-            DocKind::Pdf,
-            "the PDF is password-protected and cannot be opened",
-        ));
+        return Err(ConvertError::doc(DocKind::Pdf, "the PDF is password-protected and cannot be opened"));
     }
     // Damaged: let qpdf rewrite it, then hold the rewrite to the same check.
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .suffix(".pdf")
-        .tempfile_in(dir)
-        .map_err(ConvertError::output)?;
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new().suffix(".pdf").tempfile_in(dir).map_err(ConvertError::output)?;
     let rewrite = run(Command::new(&qpdf).arg(input).arg(tmp.path()))?;
-    let repaired = matches!(rewrite.code, 0 | 3)
-        && run(Command::new(&qpdf).arg("--check").arg(tmp.path()))?.code == 0;
+    let repaired = matches!(rewrite.code, 0 | 3) && run(Command::new(&qpdf).arg("--check").arg(tmp.path()))?.code == 0;
     if !repaired {
-        return Err(ConvertError::doc(
-            DocKind::Pdf,
-            format!("the PDF is damaged beyond repair: {why}"),
-        ));
+        return Err(ConvertError::doc(DocKind::Pdf, format!("the PDF is damaged beyond repair: {why}")));
     }
     let pages = page_count(&qpdf, tmp.path())?;
-    tmp.persist(output)
-        .map_err(|e| ConvertError::output(e.error))?;
+    tmp.persist(output).map_err(|e| ConvertError::output(e.error))?;
     crate::child::note(format!("damaged PDF repaired by qpdf: {why}"));
     Ok(pages)
 }
@@ -60,26 +46,24 @@ pub(crate) fn page_count(qpdf: &Path, pdf: &Path) -> Result<u32, ConvertError> {
         Ok(n) if out.code == 0 || out.code == 3 => Ok(n),
         _ => Err(ConvertError::doc(
             DocKind::Pdf,
-            format!(
-                "the PDF's pages cannot be counted: {}",
-                reason(&out.text, pdf)
-            ),
+            format!("the PDF's pages cannot be counted: {}", reason(&out.text, pdf)),
         )),
     }
 }
 
 pub(crate) fn qpdf() -> Result<PathBuf, ConvertError> {
     find_program("qpdf").ok_or_else(|| {
-        ConvertError::Internal("qpdf is not installed on this converter host; it is needed to check PDFs (install the qpdf package)".into())
+        ConvertError::Internal(
+            "qpdf is not installed on this converter host; it is needed to check PDFs (install the qpdf package)"
+                .into(),
+        )
     })
 }
 
 /// Looks a program up on `PATH`, as the shell would.
 pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 pub(crate) struct Ran {
@@ -96,10 +80,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<Ran, ConvertError> {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     // Killed by a signal (its CPU limit, say): report as a failure, never as success.
-    Ok(Ran {
-        code: out.status.code().unwrap_or(-1),
-        text,
-    })
+    Ok(Ran { code: out.status.code().unwrap_or(-1), text })
 }
 
 /// qpdf's first complaints, without our scratch paths (they mean nothing to staff).
@@ -107,12 +88,7 @@ fn reason(text: &str, path: &Path) -> String {
     let path = path.to_string_lossy();
     let lines: Vec<String> = text
         .lines()
-        .map(|l| {
-            l.replace(&*path, "")
-                .replace("WARNING: ", "")
-                .trim_start_matches([':', ' '])
-                .to_owned()
-        })
+        .map(|l| l.replace(&*path, "").replace("WARNING: ", "").trim_start_matches([':', ' ']).to_owned())
         .filter(|l| {
             !l.is_empty()
                 && !l.starts_with("checking")
@@ -130,13 +106,9 @@ fn reason(text: &str, path: &Path) -> String {
 }
 
 fn copy_into_place(input: &Path, output: &Path) -> Result<(), ConvertError> {
-    let dir = output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(ConvertError::output)?;
     std::fs::copy(input, tmp.path()).map_err(ConvertError::output)?;
-    tmp.persist(output)
-        .map_err(|e| ConvertError::output(e.error))?;
+    tmp.persist(output).map_err(|e| ConvertError::output(e.error))?;
     Ok(())
 }

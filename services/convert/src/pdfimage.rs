@@ -9,11 +9,7 @@ pub(crate) enum Encoding {
     /// Zlib-compressed samples (what we produce from decoded pixels).
     Flate,
     /// CCITT fax data copied from the TIFF: `k` < 0 is Group 4, 0 is Group 3 one-dimensional, > 0 mixed.
-    Ccitt {
-        k: i32,
-        byte_align: bool,
-        end_of_line: bool,
-    },
+    Ccitt { k: i32, byte_align: bool, end_of_line: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,25 +42,14 @@ pub(crate) fn write(pages: &[PageImage]) -> Vec<u8> {
     let catalog = Ref::new(1);
     let tree = Ref::new(2);
     // Three objects per page: the page, its content stream, its image.
-    let ids: Vec<(Ref, Ref, Ref)> = (0..pages.len() as i32)
-        .map(|i| {
-            (
-                Ref::new(3 + 3 * i),
-                Ref::new(4 + 3 * i),
-                Ref::new(5 + 3 * i),
-            )
-        })
-        .collect();
+    let ids: Vec<(Ref, Ref, Ref)> =
+        (0..pages.len() as i32).map(|i| (Ref::new(3 + 3 * i), Ref::new(4 + 3 * i), Ref::new(5 + 3 * i))).collect();
     pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree)
-        .kids(ids.iter().map(|ids| ids.0))
-        .count(pages.len() as i32);
+    pdf.pages(tree).kids(ids.iter().map(|ids| ids.0)).count(pages.len() as i32);
     for (page, &(page_id, content_id, image_id)) in pages.iter().zip(&ids) {
         let name = Name(b"Im0");
         let mut p = pdf.page(page_id);
-        p.parent(tree)
-            .media_box(Rect::new(0.0, 0.0, page.page_w, page.page_h))
-            .contents(content_id);
+        p.parent(tree).media_box(Rect::new(0.0, 0.0, page.page_w, page.page_h)).contents(content_id);
         p.resources().x_objects().pair(name, image_id);
         p.finish();
 
@@ -82,19 +67,14 @@ pub(crate) fn write(pages: &[PageImage]) -> Vec<u8> {
 
 fn write_image(pdf: &mut Pdf, id: Ref, page: &PageImage) {
     let mut image = pdf.image_xobject(id, &page.data);
-    image
-        .width(page.width as i32)
-        .height(page.height as i32)
-        .bits_per_component(i32::from(page.bits));
+    image.width(page.width as i32).height(page.height as i32).bits_per_component(i32::from(page.bits));
     match &page.colors {
         Colors::Gray => image.color_space().device_gray(),
         Colors::Rgb => image.color_space().device_rgb(),
         Colors::Cmyk => image.color_space().device_cmyk(),
         Colors::Indexed(palette) => {
             let hival = (palette.len() / 3).saturating_sub(1) as i32;
-            image
-                .color_space()
-                .indexed(Name(b"DeviceRGB"), hival, palette);
+            image.color_space().indexed(Name(b"DeviceRGB"), hival, palette);
         }
     }
     if page.invert {
@@ -106,17 +86,10 @@ fn write_image(pdf: &mut Pdf, id: Ref, page: &PageImage) {
         Encoding::Flate => {
             image.filter(Filter::FlateDecode);
         }
-        Encoding::Ccitt {
-            k,
-            byte_align,
-            end_of_line,
-        } => {
+        Encoding::Ccitt { k, byte_align, end_of_line } => {
             image.filter(Filter::CcittFaxDecode);
             let mut parms = image.decode_parms();
-            parms
-                .k(k)
-                .columns(page.width as i32)
-                .rows(page.height as i32);
+            parms.k(k).columns(page.width as i32).rows(page.height as i32);
             // BlackIs1 stays false: CCITT codes white and black runs, and PDF then draws black as 0.
             if byte_align {
                 parms.encoded_byte_align(true);
@@ -131,10 +104,7 @@ fn write_image(pdf: &mut Pdf, id: Ref, page: &PageImage) {
 /// Zlib-compresses decoded samples for an `Encoding::Flate` page.
 pub(crate) fn deflate(samples: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut enc = flate2::write::ZlibEncoder::new(
-        Vec::with_capacity(samples.len() / 4),
-        flate2::Compression::new(6),
-    );
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::with_capacity(samples.len() / 4), flate2::Compression::new(6));
     // Writing into a Vec cannot fail.
     enc.write_all(samples).expect("in-memory write");
     enc.finish().expect("in-memory write")

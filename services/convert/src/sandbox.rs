@@ -25,9 +25,7 @@ pub(crate) fn confine(cmd: &mut tokio::process::Command, memory: u64, cpu: u64) 
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
         // The parent may have died between fork and prctl: then nobody would ever send the signal.
         if nix::unistd::getppid().as_raw() as u32 != parent {
-            return Err(std::io::Error::other(
-                "parent exited before the child started",
-            ));
+            return Err(std::io::Error::other("parent exited before the child started"));
         }
         Ok(())
     };
@@ -65,15 +63,9 @@ pub(crate) fn child_setup() {
 pub(crate) fn peak_rss_kib() -> u64 {
     let own = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0);
-    let children = getrusage(UsageWho::RUSAGE_CHILDREN)
-        .map(|u| u64::try_from(u.max_rss()).unwrap_or(0))
-        .unwrap_or(0);
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN).map(|u| u64::try_from(u.max_rss()).unwrap_or(0)).unwrap_or(0);
     own.max(children)
 }

@@ -31,7 +31,11 @@ pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         default_prefetch(cores, host_memory_bytes(), limits.memory_bytes).min(u16::MAX as usize) as u16
     });
-    let exe = s.convert_exe.clone().or_else(|| std::env::current_exe().ok()).unwrap_or_else(|| PathBuf::from("docket-convert"));
+    let exe = s
+        .convert_exe
+        .clone()
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("docket-convert"));
     tracing::info!(prefetch, memory_cap = limits.memory_bytes, timeout = ?limits.timeout, "conversion limits");
     vec![consumer(app, Convert { app: app.clone(), exe, limits, prefetch })]
 }

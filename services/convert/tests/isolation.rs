@@ -9,29 +9,19 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use docket_convert::{
-    ConvertError, DocKind, Limits, convert_isolated, isolate_test_child as run_child, samples,
-};
+use docket_convert::{ConvertError, DocKind, Limits, convert_isolated, isolate_test_child as run_child, samples};
 
 const EXE: &str = env!("CARGO_BIN_EXE_docket-convert");
 
 fn limits(memory_mib: u64, timeout: Duration) -> Limits {
-    Limits {
-        memory_bytes: memory_mib << 20,
-        timeout,
-        cpu_seconds: 30,
-    }
+    Limits { memory_bytes: memory_mib << 20, timeout, cpu_seconds: 30 }
 }
 
 async fn isolated(
     bytes: &[u8],
     name: &str,
     limits: &Limits,
-) -> (
-    tempfile::TempDir,
-    std::path::PathBuf,
-    Result<docket_convert::Converted, ConvertError>,
-) {
+) -> (tempfile::TempDir, std::path::PathBuf, Result<docket_convert::Converted, ConvertError>) {
     let (dir, input, output) = scratch(bytes);
     let result = convert_isolated(Path::new(EXE), &input, &output, name, limits).await;
     (dir, output, result)
@@ -46,8 +36,7 @@ fn document_reason(result: &Result<docket_convert::Converted, ConvertError>) -> 
 
 #[tokio::test]
 async fn a_three_page_tiff_converts_in_a_child_process() {
-    let (_dir, output, result) =
-        isolated(&samples::g4_tiff(3, 1000), "fax.tif", &Limits::default()).await;
+    let (_dir, output, result) = isolated(&samples::g4_tiff(3, 1000), "fax.tif", &Limits::default()).await;
     let c = result.unwrap();
     assert_eq!((c.pages, c.kind), (3, DocKind::Tiff));
     assert_valid(&output);
@@ -74,13 +63,9 @@ async fn a_child_allocating_2_gib_fails_alone_under_a_1_gib_cap_while_others_suc
 async fn a_real_image_too_big_for_its_cap_fails_with_the_cap_as_reason() {
     // 6000×6000 RGBA decodes to 144 MB and krilla keeps copies: over a 160 MiB cap, under 150 megapixels.
     let png = samples::png(6000, 6000, true);
-    let (_dir, output, result) =
-        isolated(&png, "scan.png", &limits(160, Duration::from_secs(60))).await;
+    let (_dir, output, result) = isolated(&png, "scan.png", &limits(160, Duration::from_secs(60))).await;
     let reason = document_reason(&result);
-    assert!(
-        reason.contains("exceeded the 160 MiB memory cap"),
-        "{reason}"
-    );
+    assert!(reason.contains("exceeded the 160 MiB memory cap"), "{reason}");
     assert!(!output.exists(), "no partial PDF is left behind");
 }
 
@@ -93,21 +78,13 @@ async fn a_hanging_child_and_its_grandchild_are_killed_at_the_timeout() {
     assert!(reason.contains("took longer than 1 s"), "{reason}");
     // The grandchild held the child's stdout: returning promptly means the whole group died
     // (otherwise reading the pipe would wait out its 2 s grace).
-    assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn a_child_over_its_cpu_limit_is_stopped_with_that_reason() {
     let args: Vec<OsString> = vec!["child".into(), "--test".into(), "spin".into()];
-    let cpu = Limits {
-        memory_bytes: 1 << 30,
-        timeout: Duration::from_secs(20),
-        cpu_seconds: 1,
-    };
+    let cpu = Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(20), cpu_seconds: 1 };
     let report = run_child(Path::new(EXE), &args, &cpu).await;
     let reason = document_reason(&report.result);
     assert!(reason.contains("more than 1 s of CPU time"), "{reason}");
@@ -115,8 +92,7 @@ async fn a_child_over_its_cpu_limit_is_stopped_with_that_reason() {
 
 #[tokio::test]
 async fn a_document_failure_in_the_child_keeps_its_kind_and_reason() {
-    let (_dir, _output, result) =
-        isolated(&samples::huge_png(), "bomb.png", &Limits::default()).await;
+    let (_dir, _output, result) = isolated(&samples::huge_png(), "bomb.png", &Limits::default()).await;
     match result {
         Err(ConvertError::Document { kind, reason }) => {
             assert_eq!(kind, DocKind::Png);
@@ -129,18 +105,9 @@ async fn a_document_failure_in_the_child_keeps_its_kind_and_reason() {
 #[tokio::test]
 async fn a_missing_converter_binary_is_an_internal_error() {
     let (_dir, input, output) = scratch(b"hello");
-    let result = convert_isolated(
-        Path::new("/nonexistent/docket-convert"),
-        &input,
-        &output,
-        "a.txt",
-        &Limits::default(),
-    )
-    .await;
-    assert!(
-        matches!(result, Err(ConvertError::Internal(_))),
-        "{result:?}"
-    );
+    let result =
+        convert_isolated(Path::new("/nonexistent/docket-convert"), &input, &output, "a.txt", &Limits::default()).await;
+    assert!(matches!(result, Err(ConvertError::Internal(_))), "{result:?}");
 }
 
 #[tokio::test]
@@ -161,14 +128,9 @@ async fn a_timeout_kills_libreoffice_with_the_child() {
         return;
     }
     let (dir, input, output) = scratch(&samples::rtf());
-    let result = convert_isolated(
-        Path::new(EXE),
-        &input,
-        &output,
-        "letter.rtf",
-        &limits(1024, Duration::from_millis(800)),
-    )
-    .await;
+    let result =
+        convert_isolated(Path::new(EXE), &input, &output, "letter.rtf", &limits(1024, Duration::from_millis(800)))
+            .await;
     assert!(document_reason(&result).contains("took longer than 0.8 s"));
     // No process may still be working in this conversion's scratch directory. SIGKILL is sent;
     // a large process takes a moment to finish dying, so poll with a deadline.
@@ -181,10 +143,7 @@ async fn a_timeout_kills_libreoffice_with_the_child() {
     }
     assert!(survivors.is_empty(), "left running: {survivors:?}");
     // Killed, not merely finished: LibreOffice never wrote its PDF (the child's scratch remains).
-    let wrote = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .any(|e| e.path().join("out/document.pdf").exists());
+    let wrote = std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| e.path().join("out/document.pdf").exists());
     assert!(!wrote, "LibreOffice finished its PDF after the timeout");
 }
 

@@ -19,10 +19,7 @@ fn stub_fax_tiffs_of_every_style_keep_every_page() {
 
 #[test]
 fn stub_pdfs_text_and_markup_convert() {
-    assert_eq!(
-        assert_pdf(&convert(&stub::pdf(5, 1), "report.pdf"), 5).kind,
-        DocKind::Pdf
-    );
+    assert_eq!(assert_pdf(&convert(&stub::pdf(5, 1), "report.pdf"), 5).kind, DocKind::Pdf);
     for seed in 0..3 {
         assert_eq!(convert_ok(&stub::text(seed), "notes.txt"), DocKind::Text);
         assert_eq!(convert_ok(&stub::html(seed), "summary.html"), DocKind::Html);
@@ -42,10 +39,7 @@ fn stub_photos_convert_upright_oriented_and_cmyk() {
 #[test]
 fn stub_junk_and_truncated_files_fail_with_reasons_or_convert_validly() {
     assert!(!reason(&convert(&stub::junk(5000, 7), "x.bin")).is_empty());
-    for bytes in [
-        stub::truncated(stub::pdf(3, 2), 60),
-        stub::truncated(stub::cached::jpeg(0).to_vec(), 50),
-    ] {
+    for bytes in [stub::truncated(stub::pdf(3, 2), 60), stub::truncated(stub::cached::jpeg(0).to_vec(), 50)] {
         let run = convert(&bytes, "cut");
         if run.result.is_ok() {
             assert_valid(&run.output);
@@ -67,10 +61,6 @@ fn stub_office_documents_convert_when_libreoffice_is_installed() {
 /// Converts, checks the PDF with qpdf against the reported page count, and returns the kind.
 fn convert_ok(bytes: &[u8], name: &str) -> DocKind {
     let run = convert(bytes, name);
-    let pages = run
-        .result
-        .clone()
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
-        .pages;
+    let pages = run.result.clone().unwrap_or_else(|e| panic!("{name}: {e:?}")).pages;
     assert_pdf(&run, pages).kind
 }

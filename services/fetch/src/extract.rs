@@ -27,26 +27,15 @@ const NESTED: &str = "nested archive not extracted";
 /// `dest/<index>` (a generated name, never the entry's name), nothing else anywhere. `dest` is
 /// created if missing; a leftover `dest/<index>` from an earlier attempt is replaced. On
 /// `Err`, `dest` may hold files of entries extracted before: the caller discards it.
-pub fn extract(
-    archive: &Path,
-    dest: &Path,
-    limits: &ExtractLimits,
-) -> Result<Vec<Entry>, ArchiveError> {
+pub fn extract(archive: &Path, dest: &Path, limits: &ExtractLimits) -> Result<Vec<Entry>, ArchiveError> {
     // Two handles: the iterator re-reads the central directory while `body` reads entry data.
     let directory = BufReader::new(File::open(archive)?);
     let mut body = File::open(archive)?;
-    let mut zip =
-        ZipIterable::try_new(directory, Config::default()).map_err(ArchiveError::from_zip)?;
+    let mut zip = ZipIterable::try_new(directory, Config::default()).map_err(ArchiveError::from_zip)?;
     refuse_hostile(&mut zip, &mut body, limits)?;
     fs::create_dir_all(dest)?;
 
-    let mut run = Run {
-        limits,
-        dest,
-        files: 0,
-        total: 0,
-        exhausted: false,
-    };
+    let mut run = Run { limits, dest, files: 0, total: 0, exhausted: false };
     let mut entries = Vec::new();
     for (position, record) in zip.files().map_err(ArchiveError::from_zip)?.enumerate() {
         let entry = record.map_err(ArchiveError::from_zip)?;
@@ -54,18 +43,13 @@ pub fn extract(
             continue; // a folder is not a document, and nothing is written for it
         }
         // `refuse_hostile` bounds the record count far below u32::MAX.
-        let index = u32::try_from(position)
-            .map_err(|_| ArchiveError::Hostile("too many entries".into()))?;
+        let index = u32::try_from(position).map_err(|_| ArchiveError::Hostile("too many entries".into()))?;
         let name = match entry.name() {
             Ok(name) => name.into_owned(),
             Err(_) => String::from_utf8_lossy(entry.name_raw()).into_owned(),
         };
         let outcome = run.entry(index, &name, entry, &mut body)?;
-        entries.push(Entry {
-            index,
-            name,
-            outcome,
-        });
+        entries.push(Entry { index, name, outcome });
     }
     tracing::debug!(files = entries.len(), bytes = run.total, "extracted");
     Ok(entries)
@@ -79,15 +63,10 @@ fn refuse_hostile(
     body: &mut File,
     limits: &ExtractLimits,
 ) -> Result<(), ArchiveError> {
-    let ceiling = limits
-        .max_entries
-        .saturating_mul(RECORD_CEILING_FACTOR)
-        .max(MIN_RECORD_CEILING);
+    let ceiling = limits.max_entries.saturating_mul(RECORD_CEILING_FACTOR).max(MIN_RECORD_CEILING);
     if zip.len() > ceiling {
         let (n, max) = (zip.len(), limits.max_entries);
-        return Err(ArchiveError::Hostile(format!(
-            "archive lists {n} entries, far above the limit of {max}"
-        )));
+        return Err(ArchiveError::Hostile(format!("archive lists {n} entries, far above the limit of {max}")));
     }
     let mut ranges = Vec::with_capacity(zip.len());
     let mut directory_start = u64::MAX;
@@ -187,21 +166,13 @@ impl Run<'_> {
             "encrypted (password-protected) entry, not extracted".to_owned()
         } else if archive_by_name(name) {
             NESTED.to_owned()
-        } else if !matches!(
-            entry.compression(),
-            CompressionMethod::Stored | CompressionMethod::Deflated
-        ) {
-            format!(
-                "unsupported compression method ({}), not extracted",
-                entry.compression()
-            )
+        } else if !matches!(entry.compression(), CompressionMethod::Stored | CompressionMethod::Deflated) {
+            format!("unsupported compression method ({}), not extracted", entry.compression())
         } else if self.exhausted || self.total.saturating_add(declared) > limits.max_total_bytes {
             // This entry would reach the total: it and every later one fail.
             self.exhausted = true;
             self.total_reason()
-        } else if declared > limits.ratio_floor_bytes
-            && declared > compressed.saturating_mul(limits.max_ratio)
-        {
+        } else if declared > limits.ratio_floor_bytes && declared > compressed.saturating_mul(limits.max_ratio) {
             self.ratio_reason()
         } else if declared > limits.max_entry_bytes {
             self.entry_size_reason()
@@ -213,13 +184,7 @@ impl Run<'_> {
 
     /// Copies the decompressed entry to `out`, counting every byte against the limits as it
     /// comes, and recognising an archive by its first bytes whatever its name says.
-    fn copy(
-        &mut self,
-        mut src: impl Read,
-        out: &mut File,
-        compressed: u64,
-        declared: u64,
-    ) -> Result<u64, Stop> {
+    fn copy(&mut self, mut src: impl Read, out: &mut File, compressed: u64, declared: u64) -> Result<u64, Stop> {
         let limits = self.limits;
         let mut head = Vec::new();
         let read_head = src.by_ref().take(SNIFF_BYTES).read_to_end(&mut head);
@@ -228,9 +193,7 @@ impl Run<'_> {
             return Err(Stop::Entry(NESTED.to_owned()));
         }
         let mut src = head.as_slice().chain(src);
-        let ratio_cap = compressed
-            .saturating_mul(limits.max_ratio)
-            .max(limits.ratio_floor_bytes);
+        let ratio_cap = compressed.saturating_mul(limits.max_ratio).max(limits.ratio_floor_bytes);
         let (mut buf, mut written) = (vec![0u8; CHUNK_BYTES], 0u64);
         loop {
             let n = match src.read(&mut buf) {

@@ -38,11 +38,7 @@ pub fn key_segment(name: &str) -> String {
 fn flatten(name: &str) -> String {
     let mut out = String::with_capacity(name.len().min(4 * MAX_SEGMENT));
     for c in name.chars() {
-        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-            c
-        } else {
-            '_'
-        };
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' };
         let squeezed = matches!(c, '_' | '.') && out.ends_with(c);
         if !squeezed {
             out.push(c);
@@ -71,22 +67,13 @@ pub(crate) fn escapes(name: &str) -> bool {
 /// Entry names end up in reasons, which end up in logs and reports: no control characters,
 /// bounded length.
 pub(crate) fn printable(name: &str) -> String {
-    name.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    name.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// Archives and compressed files by extension: none is a document to convert as it stands.
 pub(crate) fn archive_by_name(name: &str) -> bool {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    matches!(
-        ext.as_str(),
-        "zip" | "7z" | "rar" | "tar" | "gz" | "tgz" | "bz2" | "xz"
-    )
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    matches!(ext.as_str(), "zip" | "7z" | "rar" | "tar" | "gz" | "tgz" | "bz2" | "xz")
 }
 
 /// An archive recognised by its first bytes, whatever its name says.
@@ -102,20 +89,9 @@ pub(crate) fn archive_by_magic(head: &[u8]) -> bool {
 /// DOCX/XLSX (OOXML) and ODF files are zips too, but documents to convert, not archives; the
 /// name of their first member gives them away even when their extension is wrong.
 fn office_package(head: &[u8]) -> bool {
-    const MARKERS: [&[u8]; 8] = [
-        b"[Content_Types].xml",
-        b"_rels/",
-        b"docProps/",
-        b"word/",
-        b"xl/",
-        b"ppt/",
-        b"mimetype",
-        b"META-INF/",
-    ];
-    let Some(len) = head
-        .get(26..28)
-        .map(|l| usize::from(u16::from_le_bytes([l[0], l[1]])))
-    else {
+    const MARKERS: [&[u8]; 8] =
+        [b"[Content_Types].xml", b"_rels/", b"docProps/", b"word/", b"xl/", b"ppt/", b"mimetype", b"META-INF/"];
+    let Some(len) = head.get(26..28).map(|l| usize::from(u16::from_le_bytes([l[0], l[1]]))) else {
         return false;
     };
     let rest = head.get(30..).unwrap_or_default();

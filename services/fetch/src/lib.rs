@@ -113,11 +113,7 @@ impl ArchiveError {
     /// read included: the file ends too soon), unless the disk itself failed.
     pub(crate) fn from_zip(e: ZipError) -> Self {
         match e {
-            ZipError::Io(io)
-                if !matches!(io.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
-            {
-                Self::Io(io)
-            }
+            ZipError::Io(io) if !matches!(io.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) => Self::Io(io),
             other => Self::NotZip(other.to_string()),
         }
     }

@@ -61,7 +61,8 @@ impl Handler for Fetch {
 /// vanished, so the run must search again. `Some(Err)`: too large, which
 /// the report lists as the archive's failure.
 async fn download(app: &App, run: &Run, work: &tempfile::TempDir) -> StageResult<Option<Result<PathBuf, String>>> {
-    let url = run.archive_url.as_deref().ok_or_else(|| StageError::permanent("run is fetching without an archive URL"))?;
+    let url =
+        run.archive_url.as_deref().ok_or_else(|| StageError::permanent("run is fetching without an archive URL"))?;
     let key = scratch::archive(run.run_id);
     // With a local scratch directory, download straight beside the final
     // file and rename: a multi-GB archive is written to disk once.
@@ -99,10 +100,12 @@ async fn download(app: &App, run: &Run, work: &tempfile::TempDir) -> StageResult
     };
     // Checkpoint: the download is done and its job slot is free for the next
     // search, whatever happens during extraction.
-    sqlx::query("UPDATE docket.runs SET archive_fetched = true, holds_job_slot = false, updated_at = now() WHERE run_id = $1")
-        .bind(run.run_id)
-        .execute(&app.db().pool)
-        .await?;
+    sqlx::query(
+        "UPDATE docket.runs SET archive_fetched = true, holds_job_slot = false, updated_at = now() WHERE run_id = $1",
+    )
+    .bind(run.run_id)
+    .execute(&app.db().pool)
+    .await?;
     Ok(Some(result))
 }
 
@@ -152,9 +155,8 @@ async fn unpack(app: &App, run: &Run, archive: PathBuf, work: &tempfile::TempDir
         max_entry_bytes: app.settings.entry_max_bytes,
         ..ExtractLimits::default()
     };
-    let extracted = tokio::task::spawn_blocking(move || extract(&archive, &dest, &limits))
-        .await
-        .transient("extraction task")?;
+    let extracted =
+        tokio::task::spawn_blocking(move || extract(&archive, &dest, &limits)).await.transient("extraction task")?;
     let entries: Vec<Entry> = match extracted {
         Ok(entries) => entries,
         // Our disk, not the archive: try again later.
@@ -231,7 +233,9 @@ async fn record(app: &App, step: Step, run: &Run, docs: &[Doc]) -> StageResult {
         uow.send(Outgoing::new(queues::REPORT, &next).run(run.run_id));
     }
     for d in docs.iter().filter(|d| d.outcome.is_ok()) {
-        uow.send(Outgoing::new(queues::STORE, &StoreStep::Original { run_id: run.run_id, doc: d.index }).run(run.run_id));
+        uow.send(
+            Outgoing::new(queues::STORE, &StoreStep::Original { run_id: run.run_id, doc: d.index }).run(run.run_id),
+        );
     }
     let text = format!("archive extracted: {total} documents, {failed} unusable");
     runs::event(uow.conn(), run.run_id, "fetch", &text).await?;

@@ -7,8 +7,11 @@ use docket_shared::{
 };
 use sqlx::PgPool;
 
+/// A document row: name, state, PDF key, pages, failure reason.
+type Row = (String, String, Option<String>, Option<i32>, Option<String>);
+
 pub async fn build(pool: &PgPool, run: &Run, status: &str) -> Result<Report, sqlx::Error> {
-    let rows: Vec<(String, String, Option<String>, Option<i32>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT name, state, pdf_key, pages, reason FROM docket.documents WHERE run_id = $1 ORDER BY doc",
     )
     .bind(run.run_id)

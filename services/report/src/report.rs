@@ -26,7 +26,8 @@ impl Handler for Report {
         let app = &self.0;
         let pool = &app.db().pool;
         let Some(run) = runs::current(pool, step, state::REPORT).await? else { return Ok(()) };
-        let task_id = run.task_id.clone().ok_or_else(|| StageError::permanent("run reached its report without a task"))?;
+        let task_id =
+            run.task_id.clone().ok_or_else(|| StageError::permanent("run reached its report without a task"))?;
         let status = status_of(&run);
         sqlx::query("UPDATE patients SET documents_status = $2, updated_at = now() WHERE patient_id = $1")
             .bind(&run.patient_id)
@@ -62,7 +63,10 @@ impl Handler for Report {
         }
         runs::event(uow.conn(), run.run_id, "report", &format!("{status}; report {report_id} appended")).await?;
         uow.commit(app).await?;
-        app.metrics.runs_finished.get_or_create(&StatusLabels { status: if status == FOUND { FOUND } else { NOT_FOUND } }).inc();
+        app.metrics
+            .runs_finished
+            .get_or_create(&StatusLabels { status: if status == FOUND { FOUND } else { NOT_FOUND } })
+            .inc();
         info!(patient_id = %run.patient_id, run_id = %run.run_id, status, "run finished");
         if let Err(e) = app.scratch.delete_prefix(&scratch::run_prefix(run.run_id)).await {
             debug!(error = %e, "scratch cleanup failed; nothing depends on it");

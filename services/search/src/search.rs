@@ -87,9 +87,8 @@ fn rand_ms(max: u64) -> u64 {
 async fn take_job_slot(app: &App, run: &Run) -> StageResult<bool> {
     let mut tx = app.db().pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(727362)").execute(&mut *tx).await?;
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE holds_job_slot")
-        .fetch_one(&mut *tx)
-        .await?;
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE holds_job_slot").fetch_one(&mut *tx).await?;
     app.metrics.jobs_in_flight.set(held);
     if held >= i64::from(app.settings.docex_max_jobs) {
         return Ok(false);

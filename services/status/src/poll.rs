@@ -50,7 +50,16 @@ impl Handler for Poll {
                 let sql = "UPDATE docket.runs SET archive_url = $5, state = $3, seq = seq + 1, updated_at = now(),
                                last_error = NULL
                            WHERE run_id = $1 AND seq = $2 AND state = $4";
-                return finish(app, uow, step, sql, state::FETCH, Some(url), &format!("job finished: {count} documents")).await;
+                return finish(
+                    app,
+                    uow,
+                    step,
+                    sql,
+                    state::FETCH,
+                    Some(url),
+                    &format!("job finished: {count} documents"),
+                )
+                .await;
             }
             JobStatus::Finished { .. } => {
                 uow.send(Outgoing::new(queues::REPORT, &next).run(run.run_id));
@@ -64,7 +73,11 @@ impl Handler for Poll {
                      seq = seq + 1, updated_at = now()
                  WHERE run_id = $1 AND seq = $2 AND state = $4",
                 state::SEARCH,
-                Some(if status == JobStatus::Failed { "job failed; searching again" } else { "job unknown to DocEx; searching again" }),
+                Some(if status == JobStatus::Failed {
+                    "job failed; searching again"
+                } else {
+                    "job unknown to DocEx; searching again"
+                }),
             ),
         };
         if to == state::POLL {
@@ -72,7 +85,8 @@ impl Handler for Poll {
         } else {
             uow.send(Outgoing::new(queues::SEARCH, &next).run(run.run_id));
         }
-        let moved = sqlx::query(sql).bind(step.run_id).bind(step.seq).bind(to).bind(state::POLL).execute(uow.conn()).await?;
+        let moved =
+            sqlx::query(sql).bind(step.run_id).bind(step.seq).bind(to).bind(state::POLL).execute(uow.conn()).await?;
         if moved.rows_affected() == 0 {
             return Ok(());
         }

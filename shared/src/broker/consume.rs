@@ -78,14 +78,22 @@ impl<H: Handler> Typed<H> {
         let inflight = app.metrics.inflight.get_or_create(&labels).clone();
         inflight.inc();
         let started = std::time::Instant::now();
-        let span = tracing::info_span!("message", stage = app.service, queue = H::QUEUE,
-            run_id = tracing::field::Empty, attempt = meta.attempt);
+        let span = tracing::info_span!(
+            "message",
+            stage = app.service,
+            queue = H::QUEUE,
+            run_id = tracing::field::Empty,
+            attempt = meta.attempt
+        );
         if let Some(run) = meta.run_id {
             span.record("run_id", tracing::field::display(run));
         }
         let outcome = self.decide(&delivery, &meta).instrument(span.clone()).await;
         let settled = settle(app, &delivery, &meta, outcome).instrument(span).await;
-        app.metrics.messages.get_or_create(&MessageLabels { stage: app.service, queue: H::QUEUE, outcome: settled }).inc();
+        app.metrics
+            .messages
+            .get_or_create(&MessageLabels { stage: app.service, queue: H::QUEUE, outcome: settled })
+            .inc();
         app.metrics.message_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         inflight.dec();
     }
@@ -146,15 +154,17 @@ pub fn backoff(app: &App, attempt: u32) -> Duration {
 
 /// Publishes what the outcome needs, then acks. Returns the metric outcome.
 async fn settle(app: &App, delivery: &Delivery, meta: &Meta, outcome: Outcome) -> &'static str {
-    let again = |attempt: u32, delay: Duration| Outgoing {
-        queue: meta.queue.to_string(),
-        body: delivery.data.clone(),
-        run_id: meta.run_id,
-        attempt,
-        not_before_ms: None,
-        message_id: Uuid::now_v7(),
-    }
-    .after(delay);
+    let again = |attempt: u32, delay: Duration| {
+        Outgoing {
+            queue: meta.queue.to_string(),
+            body: delivery.data.clone(),
+            run_id: meta.run_id,
+            attempt,
+            not_before_ms: None,
+            message_id: Uuid::now_v7(),
+        }
+        .after(delay)
+    };
     let (published, label) = match outcome {
         Outcome::Done => (Ok(()), "ok"),
         Outcome::Redelay => {
@@ -216,8 +226,10 @@ pub async fn park(app: &App, delivery: &Delivery, queue: &str, reason: &str) -> 
         &[(H_REASON, reason), (H_QUEUE, queue), (H_STAGE, app.service), (H_PARKED_AT, &at)],
     );
     // Every parked message gets an ID (its own, or a new one) to replay it by.
-    let id = delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_else(|| Uuid::now_v7().to_string());
-    let raw = Raw { exchange: PARKED_EXCHANGE, routing_key: queue, body: &delivery.data, headers, message_id: Some(id) };
+    let id =
+        delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_else(|| Uuid::now_v7().to_string());
+    let raw =
+        Raw { exchange: PARKED_EXCHANGE, routing_key: queue, body: &delivery.data, headers, message_id: Some(id) };
     app.broker.publisher.send_raw(raw).await.map_err(Into::into)
 }
 
@@ -243,7 +255,12 @@ pub(crate) async fn consume(
     // qos before consume: prefetch is the only bound on what lapin buffers.
     channel.basic_qos(consumer.prefetch(), BasicQosOptions::default()).await?;
     let mut deliveries = channel
-        .basic_consume(consumer.queue().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            consumer.queue().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     info!(queue = consumer.queue(), prefetch = consumer.prefetch(), "consuming");
     let mut inflight = JoinSet::new();
@@ -261,7 +278,11 @@ pub(crate) async fn consume(
     let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
     let drained = tokio::time::timeout(grace, async { while inflight.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        warn!(queue = consumer.queue(), left = inflight.len(), "grace period over; unfinished messages return to the queue");
+        warn!(
+            queue = consumer.queue(),
+            left = inflight.len(),
+            "grace period over; unfinished messages return to the queue"
+        );
     }
     // Closed explicitly: a dropped channel closes itself asynchronously,
     // which races the connection's own close.

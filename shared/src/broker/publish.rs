@@ -71,10 +71,7 @@ impl Publisher {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.channel
-            .try_read()
-            .map(|c| c.as_ref().is_some_and(|ch| ch.status().connected()))
-            .unwrap_or(true)
+        self.channel.try_read().map(|c| c.as_ref().is_some_and(|ch| ch.status().connected())).unwrap_or(true)
     }
 
     async fn current(&self) -> Result<Channel, PublishError> {
@@ -126,9 +123,8 @@ impl Publisher {
     pub async fn send_raw(&self, raw: Raw<'_>) -> Result<(), PublishError> {
         let channel = self.current().await?;
         let props = properties(raw.headers, raw.message_id);
-        let confirm = channel
-            .basic_publish(raw.exchange.into(), raw.routing_key.into(), mandatory(), raw.body, props)
-            .await?;
+        let confirm =
+            channel.basic_publish(raw.exchange.into(), raw.routing_key.into(), mandatory(), raw.body, props).await?;
         let result = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
             .await
             .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))??;

@@ -63,10 +63,7 @@ fn text(s: &str) -> AMQPValue {
 /// delivery limit and at-least-once dead-lettering (which needs
 /// `reject-publish` overflow, or the broker silently falls back to at-most-once).
 fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut args = vec![
-        ("x-queue-type", text("quorum")),
-        ("x-overflow", text("reject-publish")),
-    ];
+    let mut args = vec![("x-queue-type", text("quorum")), ("x-overflow", text("reject-publish"))];
     args.extend(extra.iter().cloned());
     table(&args)
 }
@@ -93,12 +90,8 @@ fn durable_exchange() -> ExchangeDeclareOptions {
 pub async fn declare(conn: &Connection, settings: &Settings, apis: &[&str]) -> lapin::Result<()> {
     let channel = &declare_patients(conn, settings).await?;
     let none = FieldTable::default();
-    channel
-        .exchange_declare(WORK_EXCHANGE.into(), ExchangeKind::Direct, durable_exchange(), none.clone())
-        .await?;
-    channel
-        .exchange_declare(PARKED_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone())
-        .await?;
+    channel.exchange_declare(WORK_EXCHANGE.into(), ExchangeKind::Direct, durable_exchange(), none.clone()).await?;
+    channel.exchange_declare(PARKED_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone()).await?;
     channel.queue_declare(PARKED.into(), durable(), quorum(&[])).await?;
     bind(channel, PARKED, PARKED_EXCHANGE, "").await?;
 
@@ -113,9 +106,7 @@ pub async fn declare(conn: &Connection, settings: &Settings, apis: &[&str]) -> l
         let name = delay_name(*ttl);
         // A fanout exchange in front keeps the message's routing key (its
         // target queue), so one set of tiers serves every stage.
-        channel
-            .exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable_exchange(), none.clone())
-            .await?;
+        channel.exchange_declare(name.as_str().into(), ExchangeKind::Fanout, durable_exchange(), none.clone()).await?;
         let args = quorum(&[
             ("x-message-ttl", AMQPValue::LongLongInt(ttl.as_millis() as i64)),
             ("x-dead-letter-exchange", text(WORK_EXCHANGE)),

@@ -36,10 +36,8 @@ impl Db {
     /// A lazy pool: connections are made (and remade after a database
     /// restart) on demand, so the pool itself survives outages.
     pub fn connect_lazy(url: &Secret, max_connections: u32) -> anyhow::Result<Db> {
-        let options: PgConnectOptions = url
-            .expose()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("setting DATABASE_URL: {e}"))?;
+        let options: PgConnectOptions =
+            url.expose().parse().map_err(|e| anyhow::anyhow!("setting DATABASE_URL: {e}"))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))

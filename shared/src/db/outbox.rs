@@ -41,11 +41,11 @@ impl UnitOfWork {
     pub async fn commit(mut self, app: &App) -> StageResult {
         let ids = insert(&mut self.tx, &self.out).await?;
         self.tx.commit().await?;
-        if !ids.is_empty() {
-            if let Err(e) = flush(app, &ids).await {
-                // Committed, so not lost: the relay will publish them.
-                debug!(error = %e, "publishing after commit failed; the outbox relay will send");
-            }
+        if !ids.is_empty()
+            && let Err(e) = flush(app, &ids).await
+        {
+            // Committed, so not lost: the relay will publish them.
+            debug!(error = %e, "publishing after commit failed; the outbox relay will send");
         }
         Ok(())
     }
@@ -118,9 +118,8 @@ pub async fn relay(app: &App, publisher: &Publisher, shutdown: CancellationToken
         };
         if counted.elapsed() > Duration::from_secs(10) {
             counted = std::time::Instant::now();
-            if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM docket.outbox")
-                .fetch_one(&app.db().pool)
-                .await
+            if let Ok(n) =
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM docket.outbox").fetch_one(&app.db().pool).await
             {
                 app.metrics.outbox_pending.set(n);
             }

@@ -65,10 +65,7 @@ pub struct Step {
 }
 
 pub async fn load(pool: &PgPool, run_id: Uuid) -> Result<Option<Run>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM docket.runs WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as("SELECT * FROM docket.runs WHERE run_id = $1").bind(run_id).fetch_optional(pool).await
 }
 
 /// The run if `step` is still its current step in `state`; `None` when the

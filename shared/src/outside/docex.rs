@@ -25,7 +25,10 @@ pub struct Docex {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobStatus {
     Pending,
-    Finished { count: u32, archive_url: Option<String> },
+    Finished {
+        count: u32,
+        archive_url: Option<String>,
+    },
     Failed,
     /// DocEx does not know the job (404): start a new search.
     Missing,
@@ -34,13 +37,17 @@ pub enum JobStatus {
 /// The outcome of an archive download.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Download {
-    Saved { bytes: u64 },
+    Saved {
+        bytes: u64,
+    },
     /// 410: the archive expired; a new search is needed.
     Expired,
     /// 404: no such archive (the job is gone).
     Missing,
     /// Bigger than the archive cap; nothing kept.
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -105,7 +112,9 @@ impl Docex {
             "queued" | "running" => JobStatus::Pending,
             "finished" => JobStatus::Finished { count: job.document_count.unwrap_or(0), archive_url: job.archive_url },
             "failed" => JobStatus::Failed,
-            other => return Err(StageError::transient(format!("DocumentExchange reported unknown job status {other:?}"))),
+            other => {
+                return Err(StageError::transient(format!("DocumentExchange reported unknown job status {other:?}")));
+            }
         })
     }
 

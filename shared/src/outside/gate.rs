@@ -104,10 +104,7 @@ impl Gate {
             .get_or_create(&EndpointLabels { api: self.api.as_str(), endpoint })
             .observe(started.elapsed().as_secs_f64());
         let (outcome, result) = self.classify(endpoint, sent);
-        self.metrics
-            .outside_requests
-            .get_or_create(&RequestLabels { api: self.api.as_str(), endpoint, outcome })
-            .inc();
+        self.metrics.outside_requests.get_or_create(&RequestLabels { api: self.api.as_str(), endpoint, outcome }).inc();
         match &result {
             Ok(_) => {
                 if self.breaker.succeeded(self.api).await.unwrap_or(false) {

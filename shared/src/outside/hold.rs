@@ -80,7 +80,8 @@ async fn release(broker: &Broker, ch: &Channel, queue: &str, budget: usize) -> a
             delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
             break;
         };
-        let raw = Raw { exchange: WORK_EXCHANGE, routing_key: &target, body: &delivery.data, headers, message_id: None };
+        let raw =
+            Raw { exchange: WORK_EXCHANGE, routing_key: &target, body: &delivery.data, headers, message_id: None };
         broker.publisher.send_raw(raw).await?;
         delivery.ack(BasicAckOptions::default()).await?;
         moved += 1;

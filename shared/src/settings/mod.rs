@@ -142,19 +142,12 @@ impl Vars {
     fn text(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or(default).to_string()
     }
-    fn parsed<T>(
-        &self,
-        name: &str,
-        default: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> anyhow::Result<T> {
+    fn parsed<T>(&self, name: &str, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> anyhow::Result<T> {
         let raw = self.get(name).unwrap_or(default);
         parse(raw).map_err(|why| anyhow::anyhow!("setting {name}: {why}"))
     }
     fn optional<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> anyhow::Result<Option<T>> {
-        self.get(name)
-            .map(|raw| parse(raw).map_err(|why| anyhow::anyhow!("setting {name}: {why}")))
-            .transpose()
+        self.get(name).map(|raw| parse(raw).map_err(|why| anyhow::anyhow!("setting {name}: {why}"))).transpose()
     }
 }
 
@@ -202,10 +195,7 @@ impl Settings {
             database_pool: v.parsed("DATABASE_POOL", "10", number)?,
             storage_url: v.parsed("STORAGE_URL", &local("storage"), store_url)?,
             scratch_url: v.parsed("SCRATCH_URL", &local("scratch"), store_url)?,
-            work_dir: v
-                .get("WORK_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("docket")),
+            work_dir: v.get("WORK_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("docket")),
             docex_url: v.parsed("DOCEX_URL", "http://127.0.0.1:9000", url)?,
             docex_token: v.get("DOCEX_TOKEN").map(Secret::new),
             tasktracker_url: v.parsed("TASKTRACKER_URL", "http://127.0.0.1:9001", url)?,
@@ -234,9 +224,7 @@ impl Settings {
             archive_max_bytes: v.parsed("ARCHIVE_MAX_BYTES", "4GiB", byte_size)?,
             archive_max_entries: v.parsed("ARCHIVE_MAX_ENTRIES", "5000", number)?,
             entry_max_bytes: v.parsed("ENTRY_MAX_BYTES", "256MiB", byte_size)?,
-            http_addr: v.optional("HTTP_ADDR", |s| {
-                s.parse().map_err(|_| format!("expected host:port, got {s:?}"))
-            })?,
+            http_addr: v.optional("HTTP_ADDR", |s| s.parse().map_err(|_| format!("expected host:port, got {s:?}")))?,
             shutdown_grace: v.parsed("SHUTDOWN_GRACE", "30s", duration)?,
             log_format: v.parsed("LOG_FORMAT", "auto", log_format)?,
         };

@@ -12,14 +12,9 @@ pub struct Rate {
 impl Rate {
     /// Parses `N/s`, `N/min` or `N/h` (also `N/sec`, `N/m`, `N/hour`).
     pub fn parse(text: &str) -> Result<Rate, String> {
-        let (count, unit) = text
-            .trim()
-            .split_once('/')
-            .ok_or_else(|| format!("expected N/s, N/min or N/h, got {text:?}"))?;
-        let count: u32 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("the count in {text:?} is not a whole number"))?;
+        let (count, unit) =
+            text.trim().split_once('/').ok_or_else(|| format!("expected N/s, N/min or N/h, got {text:?}"))?;
+        let count: u32 = count.trim().parse().map_err(|_| format!("the count in {text:?} is not a whole number"))?;
         if count == 0 {
             return Err(format!("a rate of zero would stop all work: {text:?}"));
         }
@@ -54,13 +49,9 @@ impl std::fmt::Display for Rate {
 /// Parses `1GiB`, `512MiB`, `100MB`, `4096` (bytes).
 pub fn byte_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a size such as 1GiB or 512MiB, got {text:?}"))?;
+    let number: f64 = number.parse().map_err(|_| format!("expected a size such as 1GiB or 512MiB, got {text:?}"))?;
     let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -82,11 +73,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a comma-separated list of durations, sorted and deduplicated.
 pub fn duration_list(text: &str) -> Result<Vec<Duration>, String> {
-    let mut list = text
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(duration)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut list = text.split(',').filter(|s| !s.trim().is_empty()).map(duration).collect::<Result<Vec<_>, _>>()?;
     list.sort();
     list.dedup();
     if list.is_empty() || list[0].is_zero() {

@@ -55,11 +55,7 @@ impl Bits {
 /// distance code: 0 (distance 1) → `0`, 1 → `1`. Both codes are complete,
 /// so every inflater accepts them.
 fn deflate_zeros(copies: u64) -> Vec<u8> {
-    let mut b = Bits {
-        out: Vec::with_capacity((copies / 4) as usize + 64),
-        acc: 0,
-        n: 0,
-    };
+    let mut b = Bits { out: Vec::with_capacity((copies / 4) as usize + 64), acc: 0, n: 0 };
     b.put(1, 1); // final block
     b.put(2, 2); // dynamic Huffman
     b.put(286 - 257, 5); // HLIT: codes up to 285
@@ -174,8 +170,7 @@ mod tests {
         let mut f = a.by_index(0).expect("one entry");
         assert_eq!(f.size(), size);
         let mut out = Vec::new();
-        f.read_to_end(&mut out)
-            .expect("inflates, and the CRC matches");
+        f.read_to_end(&mut out).expect("inflates, and the CRC matches");
         assert_eq!(out.len() as u64, size);
         assert!(out.iter().all(|&b| b == 0));
     }

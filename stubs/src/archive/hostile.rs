@@ -43,29 +43,21 @@ pub(super) fn plan(count: usize) -> Vec<PlannedEntry> {
 
 /// The bytes of a hostile entry, or `None` for an ordinary type.
 pub(super) fn render(entry: &PlannedEntry, s: u64) -> Option<Content> {
-    let text = |msg: &str| Content::File {
-        data: Cow::Owned(msg.as_bytes().to_vec()),
-        deflate: true,
-    };
+    let text = |msg: &str| Content::File { data: Cow::Owned(msg.as_bytes().to_vec()), deflate: true };
     Some(match entry.what {
-        T::DotDotEscape | T::InnerDotDotEscape | T::AbsolutePath | T::BackslashEscape => text(
-            "If this file exists outside the extraction folder, the extractor trusted an entry name.\n",
-        ),
+        T::DotDotEscape | T::InnerDotDotEscape | T::AbsolutePath | T::BackslashEscape => {
+            text("If this file exists outside the extraction folder, the extractor trusted an entry name.\n")
+        }
         T::Symlink => Content::Symlink("/etc/passwd"),
         T::ZerosBomb => Content::Raw(bomb::zip_bomb(&entry.name, (1 << 30) + 1).0),
         T::RatioBomb => Content::Raw(bomb::zip_bomb(&entry.name, 64 << 20).0),
-        T::CorruptPng => Content::File {
-            data: Cow::Owned(samples::truncated(cached::png(0).to_vec(), 60)),
-            deflate: false,
-        },
-        T::CorruptJpeg => Content::File {
-            data: Cow::Owned(samples::truncated(cached::jpeg(0).to_vec(), 45)),
-            deflate: false,
-        },
-        T::TextNamedPdf => Content::File {
-            data: Cow::Owned(samples::text(s)),
-            deflate: true,
-        },
+        T::CorruptPng => {
+            Content::File { data: Cow::Owned(samples::truncated(cached::png(0).to_vec(), 60)), deflate: false }
+        }
+        T::CorruptJpeg => {
+            Content::File { data: Cow::Owned(samples::truncated(cached::jpeg(0).to_vec(), 45)), deflate: false }
+        }
+        T::TextNamedPdf => Content::File { data: Cow::Owned(samples::text(s)), deflate: true },
         T::Encrypted => Content::Encrypted(samples::text(s)),
         T::NestedZip => {
             let report = samples::text(s);
@@ -76,10 +68,7 @@ pub(super) fn render(entry: &PlannedEntry, s: u64) -> Option<Content> {
                 ("inner/summary.pdf", pdf.as_slice()),
                 ("inner/../../nested-escape.txt", &escape[..]),
             ]);
-            Content::File {
-                data: Cow::Owned(inner),
-                deflate: false,
-            }
+            Content::File { data: Cow::Owned(inner), deflate: false }
         }
         T::LongName => text("This file's name is 300 characters long.\n"),
         _ => return None,

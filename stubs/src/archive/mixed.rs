@@ -70,60 +70,29 @@ const FOLDERS: &[&str] = &[
 fn names(what: EntryType) -> (&'static [&'static str], &'static [&'static str]) {
     match what {
         T::Pdf => (
-            &[
-                "report",
-                "discharge-summary",
-                "referral",
-                "lab-results",
-                "consent form",
-                "检查报告",
-                "Befund",
-            ],
+            &["report", "discharge-summary", "referral", "lab-results", "consent form", "检查报告", "Befund"],
             &["pdf", "PDF"],
         ),
-        T::Tiff => (
-            &["fax", "scan", "referral-fax", "Überweisung", "page-scan"],
-            &["tif", "tiff", "TIF"],
-        ),
-        T::Jpeg | T::CorruptJpeg => (
-            &["photo", "wound", "IMG_{n}", "dermatology"],
-            &["jpg", "jpeg", "JPG"],
-        ),
+        T::Tiff => (&["fax", "scan", "referral-fax", "Überweisung", "page-scan"], &["tif", "tiff", "TIF"]),
+        T::Jpeg | T::CorruptJpeg => (&["photo", "wound", "IMG_{n}", "dermatology"], &["jpg", "jpeg", "JPG"]),
         T::JpegOriented => (&["IMG_{n}", "phone-photo"], &["jpg", "JPG"]),
         T::Png | T::CorruptPng => (&["screenshot", "ecg", "chart", "growth-curve"], &["png"]),
-        T::Html => (
-            &["report", "Ωmega notes", "portal-export", "summary"],
-            &["html", "htm"],
-        ),
-        T::Cda => (
-            &["ccd", "summary", "CDA_{n}", "continuity-of-care"],
-            &["xml"],
-        ),
+        T::Html => (&["report", "Ωmega notes", "portal-export", "summary"], &["html", "htm"]),
+        T::Cda => (&["ccd", "summary", "CDA_{n}", "continuity-of-care"], &["xml"]),
         T::Rtf => (&["letter", "report", "Arztbrief"], &["rtf"]),
         T::Docx => (&["letter", "report", "Arztbrief", "discharge"], &["docx"]),
         T::Junk => (&["device-dump", "blob", "export"], &["dat", "bin"]),
         T::JunkXlsx => (&["results", "spreadsheet"], &["xlsx"]),
         T::PngNamedJpg => (&["chest", "xray"], &["jpg"]),
         T::TextNamedDoc => (&["history", "old-letter"], &["doc"]),
-        _ => (
-            &[
-                "report",
-                "notes",
-                "Röntgenbefund",
-                "Ωmega notes",
-                "message",
-                "результаты",
-            ],
-            &["txt", "TXT"],
-        ),
+        _ => (&["report", "notes", "Röntgenbefund", "Ωmega notes", "message", "результаты"], &["txt", "TXT"]),
     }
 }
 
 /// A fresh name for an entry of `what`, unique in `taken`.
 fn name_for(r: &mut impl Rng, what: EntryType, taken: &mut HashSet<String>) -> String {
     let (bases, exts) = names(what);
-    let pick =
-        |list: &[&'static str], r: &mut _| *list.choose(r).expect("name lists are not empty");
+    let pick = |list: &[&'static str], r: &mut _| *list.choose(r).expect("name lists are not empty");
     let folder = pick(FOLDERS, r);
     let base = pick(bases, r).replace("{n}", &r.random_range(1000..9999).to_string());
     let ext = pick(exts, r);
@@ -145,16 +114,10 @@ pub(super) fn plan(count: usize, seed: u64, mut entries: Vec<PlannedEntry>) -> V
     showcase.shuffle(&mut r);
     for &(name, what) in showcase.iter().take(count) {
         taken.insert(name.to_owned());
-        entries.push(PlannedEntry {
-            name: name.to_owned(),
-            what,
-        });
+        entries.push(PlannedEntry { name: name.to_owned(), what });
     }
     for _ in showcase.len().min(count)..count {
-        let what = WEIGHTS
-            .choose_weighted(&mut r, |w| w.1)
-            .expect("weights are positive")
-            .0;
+        let what = WEIGHTS.choose_weighted(&mut r, |w| w.1).expect("weights are positive").0;
         let name = name_for(&mut r, what, &mut taken);
         entries.push(PlannedEntry { name, what });
     }
@@ -169,24 +132,15 @@ pub(super) fn plan_only(count: usize, seed: u64, types: &[EntryType]) -> Vec<Pla
     (0..count)
         .map(|i| {
             let what = types[i % types.len()];
-            PlannedEntry {
-                name: name_for(&mut r, what, &mut taken),
-                what,
-            }
+            PlannedEntry { name: name_for(&mut r, what, &mut taken), what }
         })
         .collect()
 }
 
 /// The bytes of an ordinary entry; `s` is the entry's own seed.
 pub(super) fn render(what: EntryType, s: u64) -> Content {
-    let file = |data: Vec<u8>| Content::File {
-        data: Cow::Owned(data),
-        deflate: true,
-    };
-    let image = |data: &'static [u8]| Content::File {
-        data: Cow::Borrowed(data),
-        deflate: false,
-    };
+    let file = |data: Vec<u8>| Content::File { data: Cow::Owned(data), deflate: true };
+    let image = |data: &'static [u8]| Content::File { data: Cow::Borrowed(data), deflate: false };
     let v = (s >> 16) as usize;
     match what {
         T::Pdf => file(samples::pdf(1 + (s % 3) as u32, s)),
@@ -199,18 +153,11 @@ pub(super) fn render(what: EntryType, s: u64) -> Content {
         T::Cda => file(samples::cda(s)),
         T::Rtf => file(samples::rtf(s)),
         // Already a zip inside: stored, as archivers usually do.
-        T::Docx => Content::File {
-            data: Cow::Owned(samples::docx(s)),
-            deflate: false,
-        },
-        T::Junk => Content::File {
-            data: Cow::Owned(samples::junk(1024 + (s % 60_000) as usize, s)),
-            deflate: false,
-        },
-        T::JunkXlsx => Content::File {
-            data: Cow::Owned(samples::junk(2048 + (s % 16_000) as usize, s)),
-            deflate: false,
-        },
+        T::Docx => Content::File { data: Cow::Owned(samples::docx(s)), deflate: false },
+        T::Junk => Content::File { data: Cow::Owned(samples::junk(1024 + (s % 60_000) as usize, s)), deflate: false },
+        T::JunkXlsx => {
+            Content::File { data: Cow::Owned(samples::junk(2048 + (s % 16_000) as usize, s)), deflate: false }
+        }
         _ => file(samples::text(s)),
     }
 }

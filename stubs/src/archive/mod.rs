@@ -51,18 +51,14 @@ impl FromStr for ArchiveKind {
             "text" => Ok(ArchiveKind::Text),
             "images" => Ok(ArchiveKind::Images),
             "heavy" => Ok(ArchiveKind::Heavy),
-            other => Err(format!(
-                "unknown archive kind {other:?}; use mixed, hostile, text, images or heavy"
-            )),
+            other => Err(format!("unknown archive kind {other:?}; use mixed, hostile, text, images or heavy")),
         }
     }
 }
 
 impl fmt::Display for ArchiveKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned));
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned));
         f.write_str(s.as_deref().unwrap_or("mixed"))
     }
 }
@@ -139,11 +135,9 @@ pub fn plan(kind: ArchiveKind, count: u32, seed: u64) -> Vec<PlannedEntry> {
             mixed::plan(rest, seed, bad)
         }
         ArchiveKind::Text => mixed::plan_only(count as usize, seed, &[EntryType::Text]),
-        ArchiveKind::Images => mixed::plan_only(
-            count as usize,
-            seed,
-            &[EntryType::Jpeg, EntryType::Png, EntryType::Tiff],
-        ),
+        ArchiveKind::Images => {
+            mixed::plan_only(count as usize, seed, &[EntryType::Jpeg, EntryType::Png, EntryType::Tiff])
+        }
         ArchiveKind::Heavy => {
             let mut v = vec![PlannedEntry { name: "scans/whole-body-scan.png".into(), what: EntryType::HugePng }];
             v.extend(mixed::plan_only((count as usize).saturating_sub(1), seed, &[EntryType::Text]));
@@ -173,25 +167,18 @@ pub fn write_archive(path: &Path, kind: ArchiveKind, count: u32, seed: u64) -> i
     let mut zip = ZipWriter::new(BufWriter::new(File::create(&part)?));
     for (i, entry) in plan(kind, count, seed).iter().enumerate() {
         let s = mix(seed ^ (i as u64).wrapping_mul(0x9e37_79b9));
-        let opts = SimpleFileOptions::default()
-            .last_modified_time(timestamp(s))
-            .unix_permissions(0o644);
+        let opts = SimpleFileOptions::default().last_modified_time(timestamp(s)).unix_permissions(0o644);
         match render(entry, s) {
             Content::File { data, deflate } => {
-                let method = if deflate {
-                    CompressionMethod::Deflated
-                } else {
-                    CompressionMethod::Stored
-                };
+                let method = if deflate { CompressionMethod::Deflated } else { CompressionMethod::Stored };
                 zip.start_file(entry.name.as_str(), opts.compression_method(method))?;
                 zip.write_all(&data)?;
             }
             Content::Symlink(target) => zip.add_symlink(entry.name.as_str(), target, opts)?,
             Content::Encrypted(data) => {
                 use zip::unstable::write::FileOptionsExt;
-                let opts = opts
-                    .compression_method(CompressionMethod::Deflated)
-                    .with_deprecated_encryption(b"docket")?;
+                let opts =
+                    opts.compression_method(CompressionMethod::Deflated).with_deprecated_encryption(b"docket")?;
                 zip.start_file(entry.name.as_str(), opts)?;
                 zip.write_all(&data)?;
             }

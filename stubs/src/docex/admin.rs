@@ -39,10 +39,9 @@ pub(super) async fn put_faults(State(st): State<Arc<Docex>>, body: axum::body::B
 
 /// Parses and validates a faults body (shared with the tracker).
 pub(crate) fn parse_faults(body: &[u8]) -> Result<Faults, Response> {
-    let f: Faults = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("malformed faults: {e}")))?;
-    f.validate()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
+    let f: Faults =
+        serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("malformed faults: {e}")))?;
+    f.validate().map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
     Ok(f)
 }
 
@@ -55,10 +54,7 @@ pub struct ProfileEntry {
 }
 
 /// `PUT /admin/profiles` with `[{first_name, last_name, profile}]`.
-pub(super) async fn put_profiles(
-    State(st): State<Arc<Docex>>,
-    body: axum::body::Bytes,
-) -> Response {
+pub(super) async fn put_profiles(State(st): State<Arc<Docex>>, body: axum::body::Bytes) -> Response {
     let entries: Vec<ProfileEntry> = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("malformed profiles: {e}")),
@@ -107,10 +103,7 @@ pub(super) async fn jobs(State(st): State<Arc<Docex>>) -> Response {
 }
 
 /// `GET /admin/budget-log/{search|status}`: ms since start of every spending request.
-pub(super) async fn budget_log(
-    State(st): State<Arc<Docex>>,
-    Path(budget): Path<String>,
-) -> Response {
+pub(super) async fn budget_log(State(st): State<Arc<Docex>>, Path(budget): Path<String>) -> Response {
     let b = match budget.as_str() {
         "search" => Budget::Search,
         "status" => Budget::Status,

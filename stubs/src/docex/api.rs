@@ -41,11 +41,7 @@ fn name_ok(s: &str) -> bool {
 }
 
 /// `POST /v1/searches`: 202 with a job id, the same one for a replayed key.
-pub(super) async fn search(
-    State(st): State<Arc<Docex>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn search(State(st): State<Arc<Docex>>, headers: HeaderMap, body: Bytes) -> Response {
     let key = match idempotency::key_from(&headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -55,18 +51,9 @@ pub(super) async fn search(
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("malformed search: {e}")),
     };
     if !name_ok(&req.first_name) || !name_ok(&req.last_name) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "first_name and last_name must be 1 to 200 characters",
-        );
+        return error(StatusCode::BAD_REQUEST, "first_name and last_name must be 1 to 200 characters");
     }
-    let (job_id, order) = lock(&st.jobs).start(
-        &st.cfg,
-        &req.first_name,
-        &req.last_name,
-        key,
-        Instant::now(),
-    );
+    let (job_id, order) = lock(&st.jobs).start(&st.cfg, &req.first_name, &req.last_name, key, Instant::now());
     if let Some(order) = order {
         tracing::info!(%job_id, documents = order.documents, kind = %order.kind, "search job started");
         super::files::generate(Arc::clone(&st), order);
@@ -77,11 +64,7 @@ pub(super) async fn search(
 }
 
 /// `GET /v1/searches/{job_id}`.
-pub(super) async fn status(
-    State(st): State<Arc<Docex>>,
-    Path(job_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn status(State(st): State<Arc<Docex>>, Path(job_id): Path<String>, headers: HeaderMap) -> Response {
     let now = Instant::now();
     let jobs = lock(&st.jobs);
     let Some(job) = jobs.map.get(&job_id) else {
@@ -117,15 +100,10 @@ pub(super) async fn archive(State(st): State<Arc<Docex>>, Path(job_id): Path<Str
             return error(StatusCode::NOT_FOUND, "no such job");
         };
         if job.status(now) != JobStatus::Finished || job.documents == 0 {
-            return error(
-                StatusCode::NOT_FOUND,
-                "the job is not finished, failed, or found no documents",
-            );
+            return error(StatusCode::NOT_FOUND, "the job is not finished, failed, or found no documents");
         }
         match &job.archive {
-            Archive::Ready { path, .. } if now < job.finished_at() + st.cfg.archive_ttl => {
-                path.clone()
-            }
+            Archive::Ready { path, .. } if now < job.finished_at() + st.cfg.archive_ttl => path.clone(),
             Archive::Ready { .. } | Archive::Gone => {
                 drop(jobs);
                 super::files::expire(&st, now);
@@ -148,10 +126,7 @@ pub(super) async fn archive(State(st): State<Arc<Docex>>, Path(job_id): Path<Str
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
             (header::CONTENT_LENGTH, len.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{job_id}.zip\""),
-            ),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{job_id}.zip\"")),
         ],
         body,
     )

@@ -20,18 +20,11 @@ pub(super) fn generate(state: Arc<Docex>, order: Order) {
         let path = state.dir.join(format!("{}.zip", order.job_id));
         let started = Instant::now();
         let (p, kind, count, seed) = (path.clone(), order.kind, order.documents, order.seed);
-        let written = tokio::task::spawn_blocking(move || {
-            crate::archive::write_archive(&p, kind, count, seed)
-        })
-        .await;
+        let written = tokio::task::spawn_blocking(move || crate::archive::write_archive(&p, kind, count, seed)).await;
         let archive = match written {
             Ok(Ok(bytes)) => {
                 tracing::debug!(job_id = %order.job_id, entries = count, bytes, took_ms = started.elapsed().as_millis() as u64, "archive ready");
-                Archive::Ready {
-                    path: path.clone(),
-                    bytes,
-                    at: Instant::now(),
-                }
+                Archive::Ready { path: path.clone(), bytes, at: Instant::now() }
             }
             Ok(Err(e)) => {
                 tracing::error!(job_id = %order.job_id, error = %e, "could not write the archive; the job will fail");
@@ -55,8 +48,7 @@ pub(super) fn generate(state: Arc<Docex>, order: Order) {
 
 /// Deletes archives past their time to live, until shutdown.
 pub(super) async fn sweep_expired(state: Arc<Docex>) {
-    let every =
-        (state.cfg.archive_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
+    let every = (state.cfg.archive_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -103,11 +95,7 @@ pub(super) fn delete_all(state: &Docex) {
 pub(super) fn job_stats(state: &Docex) -> JobStats {
     let now = Instant::now();
     let jobs = lock(&state.jobs);
-    let mut s = JobStats {
-        created: jobs.map.len() as u64,
-        replays: jobs.replays,
-        ..JobStats::default()
-    };
+    let mut s = JobStats { created: jobs.map.len() as u64, replays: jobs.replays, ..JobStats::default() };
     for job in jobs.map.values() {
         match job.status(now) {
             JobStatus::Queued => s.queued += 1,
@@ -129,9 +117,7 @@ pub(super) fn remove_stale(dir: &std::path::Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let stem = name
-            .strip_suffix(".zip.part")
-            .or_else(|| name.strip_suffix(".zip"));
+        let stem = name.strip_suffix(".zip.part").or_else(|| name.strip_suffix(".zip"));
         if stem.is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()) {
             let _ = std::fs::remove_file(entry.path());
         }

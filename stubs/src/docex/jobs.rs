@@ -56,11 +56,7 @@ pub(crate) enum Archive {
     /// Being written in the background.
     Generating,
     /// On disk since `at`.
-    Ready {
-        path: PathBuf,
-        bytes: u64,
-        at: Instant,
-    },
+    Ready { path: PathBuf, bytes: u64, at: Instant },
     /// Writing it failed; the job reports `failed`.
     Broken,
     /// Deleted after its time to live (or never written before shutdown).
@@ -124,12 +120,7 @@ pub(crate) struct Jobs {
 
 impl Jobs {
     pub fn new() -> Self {
-        Jobs {
-            map: HashMap::new(),
-            keys: Keys::new(),
-            profiles: HashMap::new(),
-            replays: 0,
-        }
+        Jobs { map: HashMap::new(), keys: Keys::new(), profiles: HashMap::new(), replays: 0 }
     }
 
     /// Starts a job for the patient, or returns the job an earlier request with
@@ -147,28 +138,19 @@ impl Jobs {
             return (id, None);
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let (kind, documents, total, running, fails) =
-            match self.profiles.get_mut(&(first.to_owned(), last.to_owned())) {
-                Some((p, started)) => {
-                    *started += 1;
-                    let total = p
-                        .job_ms
-                        .map(Duration::from_millis)
-                        .unwrap_or_else(|| cfg.job_time.draw(&mut rand::rng()));
-                    let running = p.running_ms.map(Duration::from_millis);
-                    (p.kind, p.documents, total, running, *started <= p.fail_jobs)
-                }
-                None => {
-                    let total = cfg.job_time.draw(&mut rand::rng());
-                    (
-                        cfg.archive_kind,
-                        default_documents(cfg, first, last),
-                        total,
-                        None,
-                        false,
-                    )
-                }
-            };
+        let (kind, documents, total, running, fails) = match self.profiles.get_mut(&(first.to_owned(), last.to_owned()))
+        {
+            Some((p, started)) => {
+                *started += 1;
+                let total = p.job_ms.map(Duration::from_millis).unwrap_or_else(|| cfg.job_time.draw(&mut rand::rng()));
+                let running = p.running_ms.map(Duration::from_millis);
+                (p.kind, p.documents, total, running, *started <= p.fail_jobs)
+            }
+            None => {
+                let total = cfg.job_time.draw(&mut rand::rng());
+                (cfg.archive_kind, default_documents(cfg, first, last), total, None, false)
+            }
+        };
         // A quarter of the time queued, the rest running (unless a profile pins it).
         let queued = total / 4;
         let running = running.unwrap_or(total - queued);
@@ -180,22 +162,13 @@ impl Jobs {
             running_at: now + queued,
             done_at: now + queued + running,
             fails,
-            archive: if needs_archive {
-                Archive::Generating
-            } else {
-                Archive::NotNeeded
-            },
+            archive: if needs_archive { Archive::Generating } else { Archive::NotNeeded },
         };
         self.map.insert(id.clone(), job);
         if let Some(k) = key {
             self.keys.insert(k, id.clone(), now);
         }
-        let order = needs_archive.then(|| Order {
-            job_id: id.clone(),
-            kind,
-            documents,
-            seed: stable_hash(&[&id]),
-        });
+        let order = needs_archive.then(|| Order { job_id: id.clone(), kind, documents, seed: stable_hash(&[&id]) });
         (id, order)
     }
 }
@@ -219,41 +192,20 @@ mod tests {
         let cfg = DocexConfig::default();
         let mut jobs = Jobs::new();
         let t0 = Instant::now();
-        jobs.profiles.insert(
-            ("A".into(), "B".into()),
-            (
-                Profile {
-                    job_ms: Some(400),
-                    ..Profile::default()
-                },
-                0,
-            ),
-        );
+        jobs.profiles.insert(("A".into(), "B".into()), (Profile { job_ms: Some(400), ..Profile::default() }, 0));
         let (id, order) = jobs.start(&cfg, "A", "B", None, t0);
         assert!(order.is_none(), "no documents, no archive");
         let job = &jobs.map[&id];
         assert_eq!(job.status(t0), JobStatus::Queued);
-        assert_eq!(
-            job.status(t0 + Duration::from_millis(150)),
-            JobStatus::Running
-        );
-        assert_eq!(
-            job.status(t0 + Duration::from_millis(400)),
-            JobStatus::Finished
-        );
+        assert_eq!(job.status(t0 + Duration::from_millis(150)), JobStatus::Running);
+        assert_eq!(job.status(t0 + Duration::from_millis(400)), JobStatus::Finished);
     }
 
     #[test]
     fn the_default_rule_is_stable_and_honours_the_empty_share() {
-        let cfg = DocexConfig {
-            empty_share: 1.0,
-            ..DocexConfig::default()
-        };
+        let cfg = DocexConfig { empty_share: 1.0, ..DocexConfig::default() };
         assert_eq!(default_documents(&cfg, "Ann", "Lee"), 0);
-        let cfg = DocexConfig {
-            empty_share: 0.0,
-            ..DocexConfig::default()
-        };
+        let cfg = DocexConfig { empty_share: 0.0, ..DocexConfig::default() };
         let n = default_documents(&cfg, "Ann", "Lee");
         assert_eq!(n, default_documents(&cfg, "Ann", "Lee"));
         assert!(n <= 12);

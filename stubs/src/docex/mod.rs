@@ -105,21 +105,16 @@ pub struct DocexHandle {
 /// Starts a DocEx stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
     use anyhow::Context as _;
-    let listener =
-        crate::server::bind(cfg.addr).with_context(|| format!("cannot listen on {}", cfg.addr))?;
+    let listener = crate::server::bind(cfg.addr).with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listener.local_addr()?;
     let (dir, temp) = match &cfg.data_dir {
         Some(d) => {
-            std::fs::create_dir_all(d)
-                .with_context(|| format!("cannot create STUB_DATA_DIR {}", d.display()))?;
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create STUB_DATA_DIR {}", d.display()))?;
             files::remove_stale(d);
             (d.clone(), None)
         }
         None => {
-            let t = tempfile::Builder::new()
-                .prefix("docket-docex-")
-                .tempdir()
-                .context("cannot create a temp dir")?;
+            let t = tempfile::Builder::new().prefix("docket-docex-").tempdir().context("cannot create a temp dir")?;
             (t.path().to_owned(), Some(t))
         }
     };
@@ -130,10 +125,7 @@ pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
         token: cfg.token.clone(),
         faults: Arc::clone(&faults),
         calls: Calls::default(),
-        budgets: vec![
-            SlidingWindow::new(cfg.search_rate, start),
-            SlidingWindow::new(cfg.status_rate, start),
-        ],
+        budgets: vec![SlidingWindow::new(cfg.search_rate, start), SlidingWindow::new(cfg.status_rate, start)],
         route,
     });
     let shutdown = CancellationToken::new();
@@ -149,18 +141,9 @@ pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
         origin: crate::origin(addr),
     });
     tokio::spawn(files::sweep_expired(Arc::clone(&state)));
-    let server = crate::server::spawn(
-        listener,
-        router(Arc::clone(&state)),
-        faults.subscribe(),
-        shutdown.clone(),
-    )?;
+    let server = crate::server::spawn(listener, router(Arc::clone(&state)), faults.subscribe(), shutdown.clone())?;
     tracing::info!(url = %state.origin, search = %state.cfg.search_rate, status = %state.cfg.status_rate, "DocEx stub listening");
-    Ok(DocexHandle {
-        state,
-        server: Some(server),
-        _stop_on_drop: shutdown.drop_guard(),
-    })
+    Ok(DocexHandle { state, server: Some(server), _stop_on_drop: shutdown.drop_guard() })
 }
 
 fn router(state: Arc<Docex>) -> Router {
@@ -170,10 +153,7 @@ fn router(state: Arc<Docex>) -> Router {
         .route("/v1/searches/{job_id}", get(api::status))
         .route("/v1/archives/{job_id}", get(api::archive))
         .route("/admin/stats", get(admin::stats))
-        .route(
-            "/admin/faults",
-            get(admin::get_faults).put(admin::put_faults),
-        )
+        .route("/admin/faults", get(admin::get_faults).put(admin::put_faults))
         .route("/admin/profiles", put(admin::put_profiles))
         .route("/admin/jobs", get(admin::jobs))
         .route("/admin/budget-log/{budget}", get(admin::budget_log))
@@ -187,12 +167,8 @@ fn route(method: &Method, path: &str) -> Route {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (endpoint, budget) = match (method, segs.as_slice()) {
         (&Method::POST, ["v1", "searches"]) => ("POST /v1/searches", Some(SEARCH)),
-        (&Method::GET, ["v1", "searches", id]) if !id.is_empty() => {
-            ("GET /v1/searches/{job_id}", Some(STATUS))
-        }
-        (&Method::GET, ["v1", "archives", id]) if !id.is_empty() => {
-            ("GET /v1/archives/{job_id}", Some(SEARCH))
-        }
+        (&Method::GET, ["v1", "searches", id]) if !id.is_empty() => ("GET /v1/searches/{job_id}", Some(STATUS)),
+        (&Method::GET, ["v1", "archives", id]) if !id.is_empty() => ("GET /v1/archives/{job_id}", Some(SEARCH)),
         _ => ("other", None),
     };
     Route { endpoint, budget }
@@ -224,9 +200,7 @@ impl Docex {
     }
 
     pub(crate) fn set_profile(&self, first: &str, last: &str, p: Profile) {
-        lock(&self.jobs)
-            .profiles
-            .insert((first.to_owned(), last.to_owned()), (p, 0));
+        lock(&self.jobs).profiles.insert((first.to_owned(), last.to_owned()), (p, 0));
     }
 }
 
@@ -237,11 +211,7 @@ impl DocexHandle {
     }
     /// The local address the stub listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.state
-            .origin
-            .trim_start_matches("http://")
-            .parse()
-            .expect("origin is built from a socket address")
+        self.state.origin.trim_start_matches("http://").parse().expect("origin is built from a socket address")
     }
     /// The same as `GET /admin/stats`.
     pub fn stats(&self) -> DocexStats {

@@ -45,8 +45,7 @@ pub fn tiff(pages: u32, seed: u64) -> Vec<u8> {
 }
 
 fn cached_page(style: Style, variant: usize) -> &'static Page {
-    static CACHE: [[OnceLock<Page>; VARIANTS]; 3] =
-        [const { [const { OnceLock::new() }; VARIANTS] }; 3];
+    static CACHE: [[OnceLock<Page>; VARIANTS]; 3] = [const { [const { OnceLock::new() }; VARIANTS] }; 3];
     let row = match style {
         Style::G4Fine => 0,
         Style::G4Normal => 1,
@@ -63,13 +62,7 @@ fn render(style: Style, variant: u64) -> Page {
         Style::PackBits => (32773, packbits(&rows)),
         _ => (4, g4(&rows)),
     };
-    Page {
-        width: WIDTH,
-        height,
-        yres: 200 / ydiv,
-        compression,
-        data,
-    }
+    Page { width: WIDTH, height, yres: 200 / ydiv, compression, data }
 }
 
 /// Black runs `[start, end)` per row.
@@ -103,12 +96,7 @@ impl Canvas {
                             gx += 1;
                         }
                         let x0 = x + g * 6 * scale + start * scale;
-                        self.rect(
-                            x0,
-                            y + gy * scale,
-                            x0 + (gx - start) * scale,
-                            y + (gy + 1) * scale,
-                        );
+                        self.rect(x0, y + gy * scale, x0 + (gx - start) * scale, y + (gy + 1) * scale);
                     }
                     gx += 1;
                 }
@@ -119,10 +107,7 @@ impl Canvas {
 
 /// Draws a letter-like page: header line, letterhead, text lines, a box, a signature, specks.
 fn draw(variant: u64, ydiv: u32) -> Rows {
-    let mut c = Canvas {
-        rows: vec![Vec::new(); (HEIGHT / ydiv) as usize],
-        ydiv,
-    };
+    let mut c = Canvas { rows: vec![Vec::new(); (HEIGHT / ydiv) as usize], ydiv };
     let mut r = rng(0xfa_c5 ^ variant);
     c.text(&mut r, 40, 20, 60, 2); // the sending machine's header line
     c.rect(150, 110, 420, 190); // letterhead logo
@@ -137,12 +122,9 @@ fn draw(variant: u64, ydiv: u32) -> Rows {
         }
         y += if r.random_bool(0.12) { 80 } else { 38 };
     }
-    for (x0, y0, x1, y1) in [
-        (150, 1800, 1550, 1804),
-        (150, 1950, 1550, 1954),
-        (150, 1800, 154, 1954),
-        (1546, 1800, 1550, 1954),
-    ] {
+    for (x0, y0, x1, y1) in
+        [(150, 1800, 1550, 1804), (150, 1950, 1550, 1954), (150, 1800, 154, 1954), (1546, 1800, 1550, 1954)]
+    {
         c.rect(x0, y0, x1, y1); // a boxed table at the foot
     }
     c.text(&mut r, 180, 1860, 30, 3);
@@ -174,9 +156,7 @@ fn g4(rows: &Rows) -> Vec<u8> {
     let mut enc = Encoder::new(VecWriter::new());
     for runs in rows {
         let px = pixels(runs);
-        let colors = px
-            .iter()
-            .map(|&b| if b { Color::Black } else { Color::White });
+        let colors = px.iter().map(|&b| if b { Color::Black } else { Color::White });
         let Ok(()) = enc.encode_line(colors, WIDTH);
     }
     let Ok(w) = enc.finish();
@@ -189,11 +169,7 @@ fn packbits(rows: &Rows) -> Vec<u8> {
     for runs in rows {
         let bytes: Vec<u8> = pixels(runs)
             .chunks(8)
-            .map(|c| {
-                c.iter()
-                    .enumerate()
-                    .fold(0u8, |acc, (i, &b)| acc | (u8::from(b) << (7 - i)))
-            })
+            .map(|c| c.iter().enumerate().fold(0u8, |acc, (i, &b)| acc | (u8::from(b) << (7 - i))))
             .collect();
         packbits_row(&bytes, &mut out);
     }

@@ -11,12 +11,7 @@ use crate::util::rng;
 pub fn text(seed: u64) -> Vec<u8> {
     let mut r = rng(seed);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{}\n{}\n",
-        words::one(&mut r, words::TITLES).to_uppercase(),
-        words::date(&mut r)
-    );
+    let _ = writeln!(s, "{}\n{}\n", words::one(&mut r, words::TITLES).to_uppercase(), words::date(&mut r));
     for _ in 0..r.random_range(2..7) {
         let _ = writeln!(s, "{}:", words::one(&mut r, words::SECTIONS));
         let n = r.random_range(2..6);
@@ -54,16 +49,8 @@ pub fn html(seed: u64) -> Vec<u8> {
         );
     }
     s.push_str("<table border=\"1\">\n<tr><th>Test</th><th>Result</th><th>Unit</th></tr>\n");
-    for (test, unit) in [
-        ("Haemoglobin", "g/dL"),
-        ("Sodium", "mmol/L"),
-        ("CRP", "mg/L"),
-    ] {
-        let _ = writeln!(
-            s,
-            "<tr><td>{test}</td><td>{}</td><td>{unit}</td></tr>",
-            r.random_range(1..150)
-        );
+    for (test, unit) in [("Haemoglobin", "g/dL"), ("Sodium", "mmol/L"), ("CRP", "mg/L")] {
+        let _ = writeln!(s, "<tr><td>{test}</td><td>{}</td><td>{unit}</td></tr>", r.random_range(1..150));
     }
     s.push_str("</table>\n<ul><li>Ω-3 supplement</li><li>Ibuprofen 400&nbsp;mg</li></ul>\n");
     s.push_str("<img src=\"https://tracker.invalid/pixel.png\" alt=\"\" width=\"1\" height=\"1\">\n</body>\n</html>\n");
@@ -72,17 +59,9 @@ pub fn html(seed: u64) -> Vec<u8> {
 
 /// LOINC codes and template ids of the sections a CCD usually carries.
 const CDA_SECTIONS: &[(&str, &str, &str)] = &[
-    (
-        "48765-2",
-        "2.16.840.1.113883.10.20.22.2.6.1",
-        "Allergies and Adverse Reactions",
-    ),
+    ("48765-2", "2.16.840.1.113883.10.20.22.2.6.1", "Allergies and Adverse Reactions"),
     ("10160-0", "2.16.840.1.113883.10.20.22.2.1.1", "Medications"),
-    (
-        "11450-4",
-        "2.16.840.1.113883.10.20.22.2.5.1",
-        "Problem List",
-    ),
+    ("11450-4", "2.16.840.1.113883.10.20.22.2.5.1", "Problem List"),
     ("30954-2", "2.16.840.1.113883.10.20.22.2.3.1", "Results"),
     ("8716-3", "2.16.840.1.113883.10.20.22.2.4.1", "Vital Signs"),
 ];
@@ -136,7 +115,9 @@ pub fn cda(seed: u64) -> Vec<u8> {
                 xml_escape(words::one(&mut r, words::INTERNATIONAL))
             );
         }
-        s.push_str("              </tbody>\n            </table>\n          </text>\n        </section>\n      </component>\n");
+        s.push_str(
+            "              </tbody>\n            </table>\n          </text>\n        </section>\n      </component>\n",
+        );
     }
     s.push_str("    </structuredBody>\n  </component>\n</ClinicalDocument>\n");
     s.into_bytes()

@@ -18,27 +18,11 @@ pub fn rtf(seed: u64) -> Vec<u8> {
     );
     s.push_str(&rtf_escape(words::one(&mut r, words::TITLES)));
     s.push_str("\\b0\\fs22\\par\n");
-    let _ = writeln!(
-        s,
-        "{}\\par",
-        rtf_escape(&format!(
-            "{} - {}",
-            words::person(&mut r),
-            words::date(&mut r)
-        ))
-    );
+    let _ = writeln!(s, "{}\\par", rtf_escape(&format!("{} - {}", words::person(&mut r), words::date(&mut r))));
     for _ in 0..r.random_range(2..5) {
-        let _ = write!(
-            s,
-            "\\f0\\b {}\\b0\\par\n\\f1 ",
-            rtf_escape(words::one(&mut r, words::SECTIONS))
-        );
+        let _ = write!(s, "\\f0\\b {}\\b0\\par\n\\f1 ", rtf_escape(words::one(&mut r, words::SECTIONS)));
         let _ = writeln!(s, "{}\\par", rtf_escape(&words::paragraph(&mut r, 3)));
-        let _ = writeln!(
-            s,
-            "\\cf2 {}\\cf0\\par",
-            rtf_escape(words::one(&mut r, words::INTERNATIONAL))
-        );
+        let _ = writeln!(s, "\\cf2 {}\\cf0\\par", rtf_escape(words::one(&mut r, words::INTERNATIONAL)));
     }
     s.push_str("}\n");
     s.into_bytes()
@@ -75,21 +59,11 @@ const RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 pub fn docx(seed: u64) -> Vec<u8> {
     let mut r = rng(seed);
     let para = |text: &str, bold: bool| {
-        let props = if bold {
-            "<w:rPr><w:b/><w:sz w:val=\"28\"/></w:rPr>"
-        } else {
-            ""
-        };
-        format!(
-            "<w:p><w:r>{props}<w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>",
-            xml_escape(text)
-        )
+        let props = if bold { "<w:rPr><w:b/><w:sz w:val=\"28\"/></w:rPr>" } else { "" };
+        format!("<w:p><w:r>{props}<w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>", xml_escape(text))
     };
     let mut body = para(words::one(&mut r, words::TITLES), true);
-    body.push_str(&para(
-        &format!("{} – {}", words::person(&mut r), words::date(&mut r)),
-        false,
-    ));
+    body.push_str(&para(&format!("{} – {}", words::person(&mut r), words::date(&mut r)), false));
     for _ in 0..r.random_range(2..5) {
         body.push_str(&para(words::one(&mut r, words::SECTIONS), true));
         body.push_str(&para(&words::paragraph(&mut r, 3), false));
@@ -115,13 +89,10 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(zip::DateTime::default());
     for (name, data) in files {
-        w.start_file(*name, opts)
-            .expect("names are unique and writing to memory cannot fail");
+        w.start_file(*name, opts).expect("names are unique and writing to memory cannot fail");
         w.write_all(data).expect("writing to memory cannot fail");
     }
-    w.finish()
-        .expect("writing to memory cannot fail")
-        .into_inner()
+    w.finish().expect("writing to memory cannot fail").into_inner()
 }
 
 #[cfg(test)]

@@ -15,27 +15,15 @@ pub fn pdf(pages: u32, seed: u64) -> Vec<u8> {
     let mut r = rng(seed);
     let pages = pages.max(1) as usize;
     let title = words::one(&mut r, words::TITLES);
-    let (w, h) = if r.random_bool(0.7) {
-        (595, 842)
-    } else {
-        (612, 792)
-    };
+    let (w, h) = if r.random_bool(0.7) { (595, 842) } else { (612, 792) };
     let byline = format!("{} - {}", words::person(&mut r), words::date(&mut r));
     let mut objects: Vec<Vec<u8>> = Vec::new();
     // 1 catalog, 2 page tree, 3 and 4 fonts, then a page and its content per page, then info.
     let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 5 + 2 * i)).collect();
     objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
-    objects.push(
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
-            kids.join(" ")
-        )
-        .into_bytes(),
-    );
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" ")).into_bytes());
     for base in ["Helvetica", "Helvetica-Bold"] {
-        let font = format!(
-            "<< /Type /Font /Subtype /Type1 /BaseFont /{base} /Encoding /WinAnsiEncoding >>"
-        );
+        let font = format!("<< /Type /Font /Subtype /Type1 /BaseFont /{base} /Encoding /WinAnsiEncoding >>");
         objects.push(font.into_bytes());
     }
     for i in 0..pages {
@@ -53,10 +41,7 @@ pub fn pdf(pages: u32, seed: u64) -> Vec<u8> {
         stream.extend_from_slice(b"\nendstream");
         objects.push(stream);
     }
-    let info = format!(
-        "<< /Title {} /Producer (docket-stubs) >>",
-        pdf_string(title)
-    );
+    let info = format!("<< /Title {} /Producer (docket-stubs) >>", pdf_string(title));
     objects.push(info.into_bytes());
     assemble(&objects)
 }
@@ -88,23 +73,11 @@ fn assemble(objects: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn page_content(
-    r: &mut impl Rng,
-    i: usize,
-    pages: usize,
-    title: &str,
-    byline: &str,
-    h: u32,
-) -> Vec<u8> {
+fn page_content(r: &mut impl Rng, i: usize, pages: usize, title: &str, byline: &str, h: u32) -> Vec<u8> {
     let top = h - 72;
     let mut s = String::new();
     let _ = writeln!(s, "BT /F2 16 Tf 72 {top} Td {} Tj ET", pdf_string(title));
-    let _ = writeln!(
-        s,
-        "BT /F1 10 Tf 72 {} Td {} Tj ET",
-        top - 18,
-        pdf_string(byline)
-    );
+    let _ = writeln!(s, "BT /F1 10 Tf 72 {} Td {} Tj ET", top - 18, pdf_string(byline));
     let _ = writeln!(s, "0.5 w 72 {y} m 523 {y} l S", y = top - 26);
     let _ = writeln!(s, "BT /F1 11 Tf 14 TL 72 {} Td", top - 48);
     let mut lines = 0;
@@ -126,11 +99,7 @@ fn page_content(
         lines += 2;
     }
     s.push_str("ET\n");
-    let _ = write!(
-        s,
-        "BT /F1 9 Tf 270 40 Td {} Tj ET",
-        pdf_string(&format!("Page {} of {pages}", i + 1))
-    );
+    let _ = write!(s, "BT /F1 9 Tf 270 40 Td {} Tj ET", pdf_string(&format!("Page {} of {pages}", i + 1)));
     s.into_bytes()
 }
 
@@ -188,20 +157,10 @@ mod tests {
             .expect("startxref offset");
         assert!(doc[start..].starts_with(b"xref"));
         let table = String::from_utf8_lossy(&doc[start..]);
-        for (n, entry) in table
-            .lines()
-            .skip(3)
-            .map(str::trim_end)
-            .take_while(|l| l.ends_with(" n"))
-            .enumerate()
-        {
+        for (n, entry) in table.lines().skip(3).map(str::trim_end).take_while(|l| l.ends_with(" n")).enumerate() {
             let off: usize = entry[..10].parse().expect("10-digit offset");
             let header = format!("{} 0 obj", n + 1);
-            assert!(
-                doc[off..].starts_with(header.as_bytes()),
-                "object {}",
-                n + 1
-            );
+            assert!(doc[off..].starts_with(header.as_bytes()), "object {}", n + 1);
         }
         assert_eq!(pdf(3, 42), doc, "the same seed gives the same file");
     }

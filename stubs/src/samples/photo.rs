@@ -7,37 +7,20 @@ use crate::util::rng;
 /// An RGB picture, 3 bytes per pixel, upright (the red band along the top edge).
 fn picture(w: usize, h: usize, seed: u64) -> Vec<u8> {
     let mut r = rng(seed);
-    let sky = [
-        r.random_range(90..160u8),
-        r.random_range(140..200u8),
-        r.random_range(200..=255u8),
-    ];
-    let ground = [
-        r.random_range(40..110u8),
-        r.random_range(90..150u8),
-        r.random_range(20..70u8),
-    ];
+    let sky = [r.random_range(90..160u8), r.random_range(140..200u8), r.random_range(200..=255u8)];
+    let ground = [r.random_range(40..110u8), r.random_range(90..150u8), r.random_range(20..70u8)];
     let horizon = h * r.random_range(45..75) / 100;
     let blobs: Vec<(f64, f64, f64, [u8; 3])> = (0..r.random_range(2..6))
         .map(|_| {
             let rad = (w.min(h) as f64) * r.random_range(0.05..0.2);
             let c = [r.random::<u8>(), r.random::<u8>(), r.random::<u8>()];
-            (
-                r.random_range(0.0..w as f64),
-                r.random_range(0.0..h as f64),
-                rad,
-                c,
-            )
+            (r.random_range(0.0..w as f64), r.random_range(0.0..h as f64), rad, c)
         })
         .collect();
     let mut px = vec![0u8; w * h * 3];
     for (y, row) in px.chunks_exact_mut(w * 3).enumerate() {
         let shade = (y * 60 / h.max(1)) as u8;
-        let base = if y < horizon {
-            sky.map(|c| c.saturating_sub(shade))
-        } else {
-            ground
-        };
+        let base = if y < horizon { sky.map(|c| c.saturating_sub(shade)) } else { ground };
         let base = if y < h / 8 { [210, 30, 30] } else { base };
         for p in row.chunks_exact_mut(3) {
             p.copy_from_slice(&base);
@@ -60,34 +43,20 @@ fn dims(width: u32, height: u32) -> (u16, u16) {
     (width.clamp(8, 4096) as u16, height.clamp(8, 4096) as u16)
 }
 
-fn encode_jpeg(
-    data: &[u8],
-    w: u16,
-    h: u16,
-    color: jpeg_encoder::ColorType,
-    exif: Option<Vec<u8>>,
-) -> Vec<u8> {
+fn encode_jpeg(data: &[u8], w: u16, h: u16, color: jpeg_encoder::ColorType, exif: Option<Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut out, 85);
     if let Some(e) = exif {
-        enc.add_app_segment(1, e)
-            .expect("a small APP1 segment is valid");
+        enc.add_app_segment(1, e).expect("a small APP1 segment is valid");
     }
-    enc.encode(data, w, h, color)
-        .expect("buffer length matches the dimensions");
+    enc.encode(data, w, h, color).expect("buffer length matches the dimensions");
     out
 }
 
 /// An upright RGB JPEG photo.
 pub fn jpeg(width: u32, height: u32, seed: u64) -> Vec<u8> {
     let (w, h) = dims(width, height);
-    encode_jpeg(
-        &picture(w.into(), h.into(), seed),
-        w,
-        h,
-        jpeg_encoder::ColorType::Rgb,
-        None,
-    )
+    encode_jpeg(&picture(w.into(), h.into(), seed), w, h, jpeg_encoder::ColorType::Rgb, None)
 }
 
 /// A JPEG stored sideways with an EXIF orientation tag (3, 6 or 8) that turns
@@ -99,20 +68,10 @@ pub fn jpeg_with_orientation(width: u32, height: u32, orientation: u16, seed: u6
     let (stored, sw, sh) = match orientation {
         6 => (rotate(&upright, w.into(), h.into(), false), h, w), // stored turned 90° anticlockwise
         8 => (rotate(&upright, w.into(), h.into(), true), h, w),  // stored turned 90° clockwise
-        3 => (
-            upright.chunks_exact(3).rev().flatten().copied().collect(),
-            w,
-            h,
-        ),
+        3 => (upright.chunks_exact(3).rev().flatten().copied().collect(), w, h),
         _ => (upright, w, h),
     };
-    encode_jpeg(
-        &stored,
-        sw,
-        sh,
-        jpeg_encoder::ColorType::Rgb,
-        Some(exif_orientation(orientation)),
-    )
+    encode_jpeg(&stored, sw, sh, jpeg_encoder::ColorType::Rgb, Some(exif_orientation(orientation)))
 }
 
 /// A CMYK JPEG (Adobe marker), which some converters mishandle.
@@ -167,10 +126,7 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
                 .enumerate()
                 .flat_map(|(i, p)| {
                     let (x, y) = (i % w as usize, i / w as usize);
-                    let edge = x < border
-                        || y < border
-                        || x + border >= w as usize
-                        || y + border >= h as usize;
+                    let edge = x < border || y < border || x + border >= w as usize || y + border >= h as usize;
                     [p[0], p[1], p[2], if edge { 0 } else { 255 }]
                 })
                 .collect();
@@ -179,10 +135,7 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
         _ => {
             let grey = rgb
                 .chunks_exact(3)
-                .flat_map(|p| {
-                    (u16::from(p[0]) * 77 + u16::from(p[1]) * 150 + u16::from(p[2]) * 29)
-                        .to_be_bytes()
-                })
+                .flat_map(|p| (u16::from(p[0]) * 77 + u16::from(p[1]) * 150 + u16::from(p[2]) * 29).to_be_bytes())
                 .collect();
             (png::ColorType::Grayscale, png::BitDepth::Sixteen, grey)
         }
@@ -192,9 +145,7 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     enc.set_color(color);
     enc.set_depth(depth);
     let mut writer = enc.write_header().expect("writing to memory cannot fail");
-    writer
-        .write_image_data(&data)
-        .expect("buffer length matches the dimensions");
+    writer.write_image_data(&data).expect("buffer length matches the dimensions");
     writer.finish().expect("writing to memory cannot fail");
     out
 }

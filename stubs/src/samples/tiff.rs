@@ -67,11 +67,7 @@ pub(super) fn write_tiff(pages: &[&Page]) -> Vec<u8> {
 pub(super) fn packbits_row(bytes: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < bytes.len() {
-        let run = bytes[i..]
-            .iter()
-            .take(128)
-            .take_while(|&&b| b == bytes[i])
-            .count();
+        let run = bytes[i..].iter().take(128).take_while(|&&b| b == bytes[i]).count();
         if run >= 2 {
             out.push((1 - run as i16) as u8);
             out.push(bytes[i]);
@@ -79,10 +75,7 @@ pub(super) fn packbits_row(bytes: &[u8], out: &mut Vec<u8>) {
         } else {
             // A literal stretch ends where a repeat starts (or at 128 bytes).
             let start = i;
-            while i < bytes.len()
-                && i - start < 128
-                && !(i + 1 < bytes.len() && bytes[i] == bytes[i + 1])
-            {
+            while i < bytes.len() && i - start < 128 && !(i + 1 < bytes.len() && bytes[i] == bytes[i + 1]) {
                 i += 1;
             }
             i = i.max(start + 1);
@@ -105,10 +98,7 @@ mod tests {
                 out.extend_from_slice(&packed[i + 1..i + 2 + n as usize]);
                 i += 2 + n as usize;
             } else {
-                out.extend(std::iter::repeat_n(
-                    packed[i + 1],
-                    (1 - i16::from(n)) as usize,
-                ));
+                out.extend(std::iter::repeat_n(packed[i + 1], (1 - i16::from(n)) as usize));
                 i += 2;
             }
         }

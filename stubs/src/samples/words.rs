@@ -69,24 +69,11 @@ pub(crate) const LATIN1: &[&str] = &[
 ];
 
 /// Section titles shared by the structured formats.
-pub(crate) const SECTIONS: &[&str] = &[
-    "History",
-    "Examination",
-    "Investigations",
-    "Assessment",
-    "Plan",
-    "Medication",
-];
+pub(crate) const SECTIONS: &[&str] = &["History", "Examination", "Investigations", "Assessment", "Plan", "Medication"];
 
 /// Document titles.
-pub(crate) const TITLES: &[&str] = &[
-    "Discharge Summary",
-    "Outpatient Letter",
-    "Laboratory Report",
-    "Radiology Report",
-    "Referral",
-    "Progress Note",
-];
+pub(crate) const TITLES: &[&str] =
+    &["Discharge Summary", "Outpatient Letter", "Laboratory Report", "Radiology Report", "Referral", "Progress Note"];
 
 fn fill(template: &str, rng: &mut impl Rng) -> String {
     template
@@ -137,18 +124,10 @@ pub(crate) fn person(rng: &mut impl Rng) -> String {
 
 /// A plausible date, `YYYY-MM-DD`.
 pub(crate) fn date(rng: &mut impl Rng) -> String {
-    format!(
-        "{}-{:02}-{:02}",
-        rng.random_range(2012..2025),
-        rng.random_range(1..13),
-        rng.random_range(1..29)
-    )
+    format!("{}-{:02}-{:02}", rng.random_range(2012..2025), rng.random_range(1..13), rng.random_range(1..29))
 }
 
 /// Escapes text for XML and HTML.
 pub(crate) fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

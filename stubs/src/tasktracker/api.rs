@@ -30,8 +30,7 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| error(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")))?;
+        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")))?;
         seen += chunk.len();
         if seen <= MAX_BODY {
             buf.extend_from_slice(&chunk);
@@ -40,17 +39,13 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
         }
     }
     if seen > MAX_BODY {
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body larger than 16 MiB",
-        ));
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 16 MiB"));
     }
     Ok(buf.into())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("malformed {what}: {e}")))
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("malformed {what}: {e}")))
 }
 
 fn len_ok(s: &str, max: usize) -> bool {
@@ -65,39 +60,24 @@ struct NewTask {
 }
 
 /// `POST /v1/tasks`: 201 with a new task id, 200 with the same id for a replayed key.
-pub(super) async fn create_task(
-    State(st): State<Arc<TaskTracker>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(super) async fn create_task(State(st): State<Arc<TaskTracker>>, headers: HeaderMap, body: Body) -> Response {
     let run = async {
         let key = idempotency::key_from(&headers)?;
         let t: NewTask = parse(&read_body(body).await?, "task")?;
         if !len_ok(&t.patient_id, 64) || !len_ok(&t.first_name, 200) || !len_ok(&t.last_name, 200) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "patient_id must be 1-64 characters, names 1-200",
-            ));
+            return Err(error(StatusCode::BAD_REQUEST, "patient_id must be 1-64 characters, names 1-200"));
         }
         let patient_id = t.patient_id.clone();
-        let (task_id, created) =
-            lock(&st.tracker).create(t.patient_id, t.first_name, t.last_name, key, Instant::now());
+        let (task_id, created) = lock(&st.tracker).create(t.patient_id, t.first_name, t.last_name, key, Instant::now());
         tracing::info!(%task_id, %patient_id, created, "task create");
-        let code = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
+        let code = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((code, Json(json!({ "task_id": task_id }))).into_response())
     };
     run.await.unwrap_or_else(|r| r)
 }
 
 /// `GET /v1/tasks/{task_id}`.
-pub(super) async fn get_task(
-    State(st): State<Arc<TaskTracker>>,
-    Path(task_id): Path<String>,
-) -> Response {
+pub(super) async fn get_task(State(st): State<Arc<TaskTracker>>, Path(task_id): Path<String>) -> Response {
     let t = lock(&st.tracker);
     match t.tasks.get(&task_id) {
         Some(task) => Json(TaskView::from(task)).into_response(),
@@ -119,16 +99,10 @@ pub(super) async fn set_status(
     let run = async {
         let s: NewStatus = parse(&read_body(body).await?, "status")?;
         if s.status == TaskStatus::New {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "status must be DOCUMENTS_FOUND or DOCUMENTS_NOT_FOUND",
-            ));
+            return Err(error(StatusCode::BAD_REQUEST, "status must be DOCUMENTS_FOUND or DOCUMENTS_NOT_FOUND"));
         }
         let mut t = lock(&st.tracker);
-        let task = t
-            .tasks
-            .get_mut(&task_id)
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task"))?;
+        let task = t.tasks.get_mut(&task_id).ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task"))?;
         task.status = s.status;
         tracing::info!(%task_id, status = ?s.status, "task status set");
         Ok(StatusCode::OK.into_response())
@@ -158,11 +132,7 @@ pub(super) async fn add_report(
             .add_report(&task_id, report, key, Instant::now())
             .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task"))?;
         tracing::info!(%task_id, %report_id, created, documents = docs, failures = fails, "report append");
-        let code = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
+        let code = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((code, Json(json!({ "report_id": report_id }))).into_response())
     };
     run.await.unwrap_or_else(|r| r)

@@ -71,8 +71,7 @@ pub struct TaskTrackerHandle {
 /// Starts a TaskTracker stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_tasktracker(cfg: TaskTrackerConfig) -> anyhow::Result<TaskTrackerHandle> {
     use anyhow::Context as _;
-    let listener =
-        crate::server::bind(cfg.addr).with_context(|| format!("cannot listen on {}", cfg.addr))?;
+    let listener = crate::server::bind(cfg.addr).with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listener.local_addr()?;
     let start = Instant::now();
     let faults = FaultSwitch::new(tokio::runtime::Handle::current());
@@ -92,18 +91,9 @@ pub async fn spawn_tasktracker(cfg: TaskTrackerConfig) -> anyhow::Result<TaskTra
         shutdown: shutdown.clone(),
         origin: crate::origin(addr),
     });
-    let server = crate::server::spawn(
-        listener,
-        router(Arc::clone(&state)),
-        faults.subscribe(),
-        shutdown.clone(),
-    )?;
+    let server = crate::server::spawn(listener, router(Arc::clone(&state)), faults.subscribe(), shutdown.clone())?;
     tracing::info!(url = %state.origin, rate = %cfg.rate, "TaskTracker stub listening");
-    Ok(TaskTrackerHandle {
-        state,
-        server: Some(server),
-        _stop_on_drop: shutdown.drop_guard(),
-    })
+    Ok(TaskTrackerHandle { state, server: Some(server), _stop_on_drop: shutdown.drop_guard() })
 }
 
 fn router(state: Arc<TaskTracker>) -> Router {
@@ -113,14 +103,8 @@ fn router(state: Arc<TaskTracker>) -> Router {
         .route("/v1/tasks/{task_id}", get(api::get_task))
         .route("/v1/tasks/{task_id}/status", put(api::set_status))
         .route("/v1/tasks/{task_id}/reports", post(api::add_report))
-        .route(
-            "/admin/stats",
-            get(|State(st): State<Arc<TaskTracker>>| async move { Json(st.stats()) }),
-        )
-        .route(
-            "/admin/tasks",
-            get(|State(st): State<Arc<TaskTracker>>| async move { Json(lock(&st.tracker).list()) }),
-        )
+        .route("/admin/stats", get(|State(st): State<Arc<TaskTracker>>| async move { Json(st.stats()) }))
+        .route("/admin/tasks", get(|State(st): State<Arc<TaskTracker>>| async move { Json(lock(&st.tracker).list()) }))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route(
             "/admin/budget-log",
@@ -158,10 +142,7 @@ fn route(method: &Method, path: &str) -> Route {
         (&Method::POST, ["v1", "tasks", _, "reports"]) => "POST /v1/tasks/{task_id}/reports",
         _ => "other",
     };
-    Route {
-        endpoint,
-        budget: Some(0),
-    }
+    Route { endpoint, budget: Some(0) }
 }
 
 impl TaskTracker {
@@ -191,11 +172,7 @@ impl TaskTrackerHandle {
     }
     /// The local address the stub listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.state
-            .origin
-            .trim_start_matches("http://")
-            .parse()
-            .expect("origin is built from a socket address")
+        self.state.origin.trim_start_matches("http://").parse().expect("origin is built from a socket address")
     }
     /// The same as `GET /admin/stats`.
     pub fn stats(&self) -> TaskTrackerStats {

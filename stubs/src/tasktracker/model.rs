@@ -73,12 +73,7 @@ pub(crate) struct TaskView<'a> {
 
 impl<'a> From<&'a Task> for TaskView<'a> {
     fn from(t: &'a Task) -> Self {
-        TaskView {
-            task_id: &t.task_id,
-            patient_id: &t.patient_id,
-            status: t.status,
-            reports: &t.reports,
-        }
+        TaskView { task_id: &t.task_id, patient_id: &t.patient_id, status: t.status, reports: &t.reports }
     }
 }
 
@@ -162,9 +157,6 @@ impl Tracker {
 
     /// Every task in creation order.
     pub fn list(&self) -> Vec<Task> {
-        self.order
-            .iter()
-            .filter_map(|id| self.tasks.get(id).cloned())
-            .collect()
+        self.order.iter().filter_map(|id| self.tasks.get(id).cloned()).collect()
     }
 }

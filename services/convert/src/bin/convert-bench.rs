@@ -23,9 +23,7 @@ fn main() -> ExitCode {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--iterations" => {
-                iterations = it.next().and_then(|v| v.parse().ok()).unwrap_or(iterations)
-            }
+            "--iterations" => iterations = it.next().and_then(|v| v.parse().ok()).unwrap_or(iterations),
             "--keep" => keep = it.next().map(PathBuf::from),
             _ => {
                 eprintln!("usage: convert-bench [--iterations N] [--keep DIR]");
@@ -33,10 +31,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(bench(iterations, keep));
     ExitCode::SUCCESS
 }
@@ -51,64 +46,27 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>, f64)> {
         ("cda xml", "ccd.xml", samples::cda(), 1.0),
         ("xml", "lab.xml", samples::xml(), 1.0),
         ("tiff g4 3 pages", "fax.tif", samples::g4_tiff(3, 2200), 1.0),
-        (
-            "tiff g4 multistrip 3p",
-            "fax2.tif",
-            samples::g4_tiff_multistrip(3, 2200),
-            1.0,
-        ),
-        (
-            "tiff g3 3 pages",
-            "fax3.tif",
-            samples::g3_tiff(3, 1100),
-            1.0,
-        ),
-        (
-            "tiff lzw rgb 2 pages",
-            "scan.tif",
-            samples::lzw_rgb_tiff(2, 1700, 2200),
-            0.5,
-        ),
-        (
-            "jpeg 3000x2000",
-            "photo.jpg",
-            samples::jpeg(3000, 2000, 6),
-            1.0,
-        ),
-        (
-            "png 1600x1200",
-            "scan.png",
-            samples::png(1600, 1200, false),
-            0.5,
-        ),
+        ("tiff g4 multistrip 3p", "fax2.tif", samples::g4_tiff_multistrip(3, 2200), 1.0),
+        ("tiff g3 3 pages", "fax3.tif", samples::g3_tiff(3, 1100), 1.0),
+        ("tiff lzw rgb 2 pages", "scan.tif", samples::lzw_rgb_tiff(2, 1700, 2200), 0.5),
+        ("jpeg 3000x2000", "photo.jpg", samples::jpeg(3000, 2000, 6), 1.0),
+        ("png 1600x1200", "scan.png", samples::png(1600, 1200, false), 0.5),
         ("pdf 20 pages", "report.pdf", samples::pdf(20), 1.0),
         ("pdf damaged", "damaged.pdf", samples::damaged_pdf(5), 1.0),
     ];
     if soffice {
         v.push(("rtf (LibreOffice)", "letter.rtf", samples::rtf(), 0.2));
-        v.push((
-            "docx (LibreOffice)",
-            "letter.docx",
-            samples::docx(&["Referral", "Dear colleague."]),
-            0.2,
-        ));
-        let long: Vec<String> = (0..3000)
-            .map(|i| format!("Paragraph {i}: the patient was seen and examined."))
-            .collect();
+        v.push(("docx (LibreOffice)", "letter.docx", samples::docx(&["Referral", "Dear colleague."]), 0.2));
+        let long: Vec<String> =
+            (0..3000).map(|i| format!("Paragraph {i}: the patient was seen and examined.")).collect();
         let long: Vec<&str> = long.iter().map(String::as_str).collect();
-        v.push((
-            "docx 3000 paragraphs",
-            "long.docx",
-            samples::docx(&long),
-            0.2,
-        ));
+        v.push(("docx 3000 paragraphs", "long.docx", samples::docx(&long), 0.2));
     }
     v
 }
 
 fn docket_convert_has(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 async fn bench(iterations: usize, keep: Option<PathBuf>) {
@@ -125,17 +83,11 @@ async fn bench(iterations: usize, keep: Option<PathBuf>) {
         std::fs::write(&input, &bytes).expect("write input");
         let output = dir.path().join("out.pdf");
 
-        let (in_rate, pages) = timed(n, || {
-            convert_file(&input, &output, name)
-                .map(|c| c.pages)
-                .map_err(|e| e.to_string())
-        });
+        let (in_rate, pages) =
+            timed(n, || convert_file(&input, &output, name).map(|c| c.pages).map_err(|e| e.to_string()));
         if let Some(keep) = &keep {
             let _ = std::fs::create_dir_all(keep);
-            let _ = std::fs::copy(
-                &output,
-                keep.join(format!("{}.pdf", label.replace(' ', "_"))),
-            );
+            let _ = std::fs::copy(&output, keep.join(format!("{}.pdf", label.replace(' ', "_"))));
         }
         let mut peak = 0u64;
         let mut failed = None;

@@ -8,10 +8,7 @@ fn pattern(w: u32, h: u32, channels: usize) -> Vec<u8> {
     for y in 0..h {
         for x in 0..w {
             for c in 0..channels {
-                px.push(
-                    ((x * 255 / w.max(1)) as usize ^ (y * 255 / h.max(1)) as usize ^ (c * 60))
-                        as u8,
-                );
+                px.push(((x * 255 / w.max(1)) as usize ^ (y * 255 / h.max(1)) as usize ^ (c * 60)) as u8);
             }
         }
     }
@@ -29,13 +26,7 @@ pub fn jpeg(w: u16, h: u16, orientation: u16) -> Vec<u8> {
         exif.extend([0, 0, 0, 0, 0, 0]);
         enc.add_app_segment(1, exif).expect("small segment");
     }
-    enc.encode(
-        &pattern(u32::from(w), u32::from(h), 3),
-        w,
-        h,
-        ColorType::Rgb,
-    )
-    .expect("in-memory encode");
+    enc.encode(&pattern(u32::from(w), u32::from(h), 3), w, h, ColorType::Rgb).expect("in-memory encode");
     out
 }
 
@@ -43,13 +34,7 @@ pub fn jpeg(w: u16, h: u16, orientation: u16) -> Vec<u8> {
 pub fn cmyk_jpeg(w: u16, h: u16) -> Vec<u8> {
     let mut out = Vec::new();
     let enc = Encoder::new(&mut out, 85);
-    enc.encode(
-        &pattern(u32::from(w), u32::from(h), 4),
-        w,
-        h,
-        ColorType::Cmyk,
-    )
-    .expect("in-memory encode");
+    enc.encode(&pattern(u32::from(w), u32::from(h), 4), w, h, ColorType::Cmyk).expect("in-memory encode");
     out
 }
 
@@ -74,9 +59,7 @@ pub fn png(w: u32, h: u32, blank: bool) -> Vec<u8> {
         let blank_row = vec![0u8; row];
         let rows = if blank { None } else { Some(pattern(w, h, 4)) };
         for y in 0..h as usize {
-            let data = rows
-                .as_ref()
-                .map_or(&blank_row[..], |r| &r[y * row..(y + 1) * row]);
+            let data = rows.as_ref().map_or(&blank_row[..], |r| &r[y * row..(y + 1) * row]);
             std::io::Write::write_all(&mut stream, data).expect("in-memory encode");
         }
         stream.finish().expect("in-memory encode");

@@ -5,9 +5,7 @@ mod images;
 mod tiffw;
 
 pub use images::{cmyk_jpeg, gif, huge_png, jpeg, png, truncated_jpeg};
-pub use tiffw::{
-    g3_tiff, g4_tiff, g4_tiff_multistrip, lzw_rgb_tiff, packbits_gray_tiff, palette_tiff,
-};
+pub use tiffw::{g3_tiff, g4_tiff, g4_tiff_multistrip, lzw_rgb_tiff, packbits_gray_tiff, palette_tiff};
 
 use std::io::Write;
 
@@ -20,10 +18,7 @@ pub const MULTILINGUAL: &str = "Patient notes — résumé: naïve café, Zoë �
 pub fn text(lines: usize) -> Vec<u8> {
     let mut s = String::from(MULTILINGUAL);
     for i in 0..lines {
-        s.push_str(&format!(
-            "{i:05}\tGlucose\t{:.1} mmol/L\treference 3.9–5.5\tok\n",
-            4.0 + (i % 15) as f32 / 10.0
-        ));
+        s.push_str(&format!("{i:05}\tGlucose\t{:.1} mmol/L\treference 3.9–5.5\tok\n", 4.0 + (i % 15) as f32 / 10.0));
         if i == lines / 2 {
             s.push('\x0c');
         }
@@ -39,11 +34,7 @@ pub fn latin1_text() -> Vec<u8> {
 /// UTF-16LE with a BOM, as some Windows tools save "Unicode" text.
 pub fn utf16_text() -> Vec<u8> {
     let mut out = vec![0xFF, 0xFE];
-    out.extend(
-        "Diagnose: Grippe\r\nTherapie: Ruhe\r\n"
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes),
-    );
+    out.extend("Diagnose: Grippe\r\nTherapie: Ruhe\r\n".encode_utf16().flat_map(u16::to_le_bytes));
     out
 }
 
@@ -86,10 +77,7 @@ pub fn rtf() -> Vec<u8> {
 
 /// A minimal DOCX: the three parts Word needs, one paragraph per entry of `paragraphs`.
 pub fn docx(paragraphs: &[&str]) -> Vec<u8> {
-    let body: String = paragraphs
-        .iter()
-        .map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>"))
-        .collect();
+    let body: String = paragraphs.iter().map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>")).collect();
     let parts = [
         ("[Content_Types].xml", r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#.to_owned()),
         ("_rels/.rels", r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#.to_owned()),
@@ -98,8 +86,7 @@ pub fn docx(paragraphs: &[&str]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, content) in parts {
         // Writing into memory cannot fail.
-        zip.start_file(name, zip::write::SimpleFileOptions::default())
-            .expect("in-memory zip");
+        zip.start_file(name, zip::write::SimpleFileOptions::default()).expect("in-memory zip");
         zip.write_all(content.as_bytes()).expect("in-memory zip");
     }
     zip.finish().expect("in-memory zip").into_inner()
@@ -112,13 +99,9 @@ pub fn pdf(pages: usize) -> Vec<u8> {
     let (catalog, tree) = (Ref::new(1), Ref::new(2));
     let ids: Vec<Ref> = (0..pages as i32).map(|i| Ref::new(3 + i)).collect();
     pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree)
-        .kids(ids.iter().copied())
-        .count(pages as i32);
+    pdf.pages(tree).kids(ids.iter().copied()).count(pages as i32);
     for id in ids {
-        pdf.page(id)
-            .parent(tree)
-            .media_box(Rect::new(0.0, 0.0, 612.0, 792.0));
+        pdf.page(id).parent(tree).media_box(Rect::new(0.0, 0.0, 612.0, 792.0));
     }
     pdf.finish()
 }
@@ -128,11 +111,7 @@ pub fn damaged_pdf(pages: usize) -> Vec<u8> {
     let mut bytes = pdf(pages);
     let xref = crate::kind::find(&bytes, b"xref\n").unwrap_or(0);
     // Shift every recorded offset by rewriting the first digits of each entry.
-    for b in bytes[xref..]
-        .iter_mut()
-        .filter(|b| b.is_ascii_digit())
-        .take(40)
-    {
+    for b in bytes[xref..].iter_mut().filter(|b| b.is_ascii_digit()).take(40) {
         *b = b'9';
     }
     bytes
@@ -140,6 +119,5 @@ pub fn damaged_pdf(pages: usize) -> Vec<u8> {
 
 /// A file that starts like a PDF and holds nothing a reader could use.
 pub fn hopeless_pdf() -> Vec<u8> {
-    b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nthis is not a pdf at all\n%%EOF\n"
-        .to_vec()
+    b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nthis is not a pdf at all\n%%EOF\n".to_vec()
 }

@@ -13,9 +13,7 @@ const FAX_W: u32 = 1728;
 /// Whether pixel (x, y) of fax page `page` is black: text-like bars, and `page` boxes to tell pages apart.
 fn ink(page: usize, x: u32, y: u32) -> bool {
     let bars = y % 40 < 12 && (120..1600).contains(&x) && y > 200;
-    let marks = y < 120
-        && y > 60
-        && (0..page).any(|k| (100 + k as u32 * 80..150 + k as u32 * 80).contains(&x));
+    let marks = y < 120 && y > 60 && (0..page).any(|k| (100 + k as u32 * 80..150 + k as u32 * 80).contains(&x));
     bars || marks
 }
 
@@ -34,20 +32,12 @@ struct Page {
 
 /// A bilevel Group 4 fax of `pages` pages, one strip per page (the common case).
 pub fn g4_tiff(pages: usize, height: u32) -> Vec<u8> {
-    write(
-        &(1..=pages)
-            .map(|p| g4_page(p, height, height))
-            .collect::<Vec<_>>(),
-    )
+    write(&(1..=pages).map(|p| g4_page(p, height, height)).collect::<Vec<_>>())
 }
 
 /// Group 4 with several strips per page, which cannot be copied and must be decoded.
 pub fn g4_tiff_multistrip(pages: usize, height: u32) -> Vec<u8> {
-    write(
-        &(1..=pages)
-            .map(|p| g4_page(p, height, height / 4 + 1))
-            .collect::<Vec<_>>(),
-    )
+    write(&(1..=pages).map(|p| g4_page(p, height, height / 4 + 1)).collect::<Vec<_>>())
 }
 
 fn g4_page(page: usize, height: u32, rows_per_strip: u32) -> Page {
@@ -56,13 +46,7 @@ fn g4_page(page: usize, height: u32, rows_per_strip: u32) -> Page {
         .map(|y0| {
             let mut enc = fax::encoder::Encoder::new(VecWriter::new());
             for y in y0..(y0 + rows_per_strip).min(height) {
-                let pels = (0..FAX_W).map(|x| {
-                    if ink(page, x, y) {
-                        Color::Black
-                    } else {
-                        Color::White
-                    }
-                });
+                let pels = (0..FAX_W).map(|x| if ink(page, x, y) { Color::Black } else { Color::White });
                 enc.encode_line(pels, FAX_W).expect("in-memory encode");
             }
             enc.finish().expect("in-memory encode").finish()
@@ -83,9 +67,7 @@ fn g4_page(page: usize, height: u32, rows_per_strip: u32) -> Page {
 
 /// A one-dimensional Group 3 fax (T.4 with EOLs) of `pages` pages, at 204×98 dpi ("normal" mode).
 pub fn g3_tiff(pages: usize, height: u32) -> Vec<u8> {
-    let code = |w: &mut VecWriter, data: u16, len: u8| {
-        w.write(Bits { data, len }).expect("in-memory write")
-    };
+    let code = |w: &mut VecWriter, data: u16, len: u8| w.write(Bits { data, len }).expect("in-memory write");
     let pages: Vec<Page> = (0..pages)
         .map(|_| {
             let mut w = VecWriter::new();
@@ -129,10 +111,7 @@ pub fn palette_tiff() -> Vec<u8> {
     let (w, h) = (64u32, 48u32);
     let px: Vec<u8> = (0..w * h).map(|i| ((i % w) / 16) as u8).collect();
     let mut map = vec![0u32; 3 * 256];
-    for (i, rgb) in [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]]
-        .iter()
-        .enumerate()
-    {
+    for (i, rgb) in [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]].iter().enumerate() {
         for c in 0..3 {
             map[c * 256 + i] = rgb[c] * 257;
         }
@@ -154,15 +133,10 @@ pub fn palette_tiff() -> Vec<u8> {
 /// RGB pages compressed with LZW, through the `tiff` crate's encoder.
 pub fn lzw_rgb_tiff(pages: usize, w: u32, h: u32) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    let mut enc = TiffEncoder::new(&mut out)
-        .expect("in-memory encode")
-        .with_compression(Compression::Lzw);
+    let mut enc = TiffEncoder::new(&mut out).expect("in-memory encode").with_compression(Compression::Lzw);
     for p in 0..pages {
-        let px: Vec<u8> = (0..w * h * 3)
-            .map(|i| ((i / 3 % w) as usize * 255 / w as usize + p * 40) as u8)
-            .collect();
-        enc.write_image::<colortype::RGB8>(w, h, &px)
-            .expect("in-memory encode");
+        let px: Vec<u8> = (0..w * h * 3).map(|i| ((i / 3 % w) as usize * 255 / w as usize + p * 40) as u8).collect();
+        enc.write_image::<colortype::RGB8>(w, h, &px).expect("in-memory encode");
     }
     out.into_inner()
 }
@@ -170,15 +144,10 @@ pub fn lzw_rgb_tiff(pages: usize, w: u32, h: u32) -> Vec<u8> {
 /// Grayscale pages compressed with PackBits.
 pub fn packbits_gray_tiff(pages: usize, w: u32, h: u32) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    let mut enc = TiffEncoder::new(&mut out)
-        .expect("in-memory encode")
-        .with_compression(Compression::Packbits);
+    let mut enc = TiffEncoder::new(&mut out).expect("in-memory encode").with_compression(Compression::Packbits);
     for _ in 0..pages {
-        let px: Vec<u8> = (0..w * h)
-            .map(|i| if (i / w) % 20 < 4 { 0 } else { 230 })
-            .collect();
-        enc.write_image::<colortype::Gray8>(w, h, &px)
-            .expect("in-memory encode");
+        let px: Vec<u8> = (0..w * h).map(|i| if (i / w) % 20 < 4 { 0 } else { 230 }).collect();
+        enc.write_image::<colortype::Gray8>(w, h, &px).expect("in-memory encode");
     }
     out.into_inner()
 }
@@ -214,11 +183,7 @@ fn write(pages: &[Page]) -> Vec<u8> {
         let mut places = Vec::new();
         for (_, ty, values) in &entries {
             let size = if *ty == 3 { 2 } else { 4 };
-            let count = if *ty == 5 {
-                values.len() / 2
-            } else {
-                values.len()
-            };
+            let count = if *ty == 5 { values.len() / 2 } else { values.len() };
             if count * size * if *ty == 5 { 2 } else { 1 } > 4 {
                 places.push(Some(out.len() as u32));
                 put_values(&mut out, *ty, values);
@@ -235,11 +200,7 @@ fn write(pages: &[Page]) -> Vec<u8> {
         for ((tag, ty, values), place) in entries.iter().zip(&places) {
             out.extend(tag.to_le_bytes());
             out.extend(ty.to_le_bytes());
-            let count = if *ty == 5 {
-                values.len() / 2
-            } else {
-                values.len()
-            };
+            let count = if *ty == 5 { values.len() / 2 } else { values.len() };
             out.extend((count as u32).to_le_bytes());
             let mut field = Vec::new();
             match place {
@@ -257,10 +218,6 @@ fn write(pages: &[Page]) -> Vec<u8> {
 
 fn put_values(out: &mut Vec<u8>, ty: u16, values: &[u32]) {
     for &v in values {
-        if ty == 3 {
-            out.extend((v as u16).to_le_bytes())
-        } else {
-            out.extend(v.to_le_bytes())
-        }
+        if ty == 3 { out.extend((v as u16).to_le_bytes()) } else { out.extend(v.to_le_bytes()) }
     }
 }

@@ -30,10 +30,7 @@ pub(crate) fn cda_blocks(xml: &str) -> Result<Vec<Block>, String> {
                 } else if name == "section" {
                     sections = sections.saturating_add(1);
                 } else if name == "title"
-                    && matches!(
-                        path.last().map(String::as_str),
-                        Some("section" | "ClinicalDocument")
-                    )
+                    && matches!(path.last().map(String::as_str), Some("section" | "ClinicalDocument"))
                 {
                     title = Some(String::new());
                 } else if name == "text" && path.last().map(String::as_str) == Some("nonXMLBody") {
@@ -44,7 +41,9 @@ pub(crate) fn cda_blocks(xml: &str) -> Result<Vec<Block>, String> {
                     if attr("representation").as_deref() == Some("B64") {
                         // An embedded file (often a PDF), not text: say so rather than print base64.
                         let media = attr("mediaType").unwrap_or_else(|| "binary".into());
-                        blocks.push(Block::para(format!("(The body of this document is an embedded {media} file, not shown here.)")));
+                        blocks.push(Block::para(format!(
+                            "(The body of this document is an embedded {media} file, not shown here.)"
+                        )));
                     } else {
                         narrative = Some((Reducer::default(), path.len()));
                     }
@@ -62,10 +61,7 @@ pub(crate) fn cda_blocks(xml: &str) -> Result<Vec<Block>, String> {
                     && path.last().map(String::as_str) == Some("ClinicalDocument")
                     && let Some(v) = e.try_get_attribute("value").ok().flatten()
                 {
-                    blocks.push(Block::para(format!(
-                        "Date: {}",
-                        cda_date(&String::from_utf8_lossy(&v.value))
-                    )));
+                    blocks.push(Block::para(format!("Date: {}", cda_date(&String::from_utf8_lossy(&v.value)))));
                 }
             }
             Event::End(_) => {
@@ -79,22 +75,14 @@ pub(crate) fn cda_blocks(xml: &str) -> Result<Vec<Block>, String> {
                         blocks.extend(r.finish());
                     }
                 } else if name == "title" {
-                    if let Some(t) = title
-                        .take()
-                        .map(|t| collapse_ws(&t))
-                        .filter(|t| !t.is_empty())
-                    {
+                    if let Some(t) = title.take().map(|t| collapse_ws(&t)).filter(|t| !t.is_empty()) {
                         blocks.push(Block::Heading(t, sections.saturating_add(1).min(3)));
                     }
                 } else if name == "section" {
                     sections = sections.saturating_sub(1);
                 }
             }
-            Event::Text(t) => text_to(
-                &mut narrative,
-                &mut title,
-                &t.decode().map_err(|e| e.to_string())?,
-            ),
+            Event::Text(t) => text_to(&mut narrative, &mut title, &t.decode().map_err(|e| e.to_string())?),
             Event::CData(t) => text_to(&mut narrative, &mut title, &String::from_utf8_lossy(&t)),
             Event::GeneralRef(r) => text_to(&mut narrative, &mut title, &reference(&r)),
             Event::Eof => break,
@@ -114,11 +102,7 @@ fn text_to(narrative: &mut Option<(Reducer, usize)>, title: &mut Option<String>,
 
 /// CDA narrative elements mapped onto the HTML ones the reducer knows.
 fn narrative_tag(r: &mut Reducer, name: &str, e: &BytesStart<'_>, closing: bool) {
-    let ordered = e
-        .try_get_attribute("listType")
-        .ok()
-        .flatten()
-        .is_some_and(|a| a.value.as_ref() == b"ordered");
+    let ordered = e.try_get_attribute("listType").ok().flatten().is_some_and(|a| a.value.as_ref() == b"ordered");
     r.tag(&html_name(name, Some(ordered)), closing);
 }
 
@@ -138,14 +122,7 @@ fn html_name(name: &str, ordered: Option<bool>) -> String {
 fn cda_date(v: &str) -> String {
     let d: String = v.chars().take_while(char::is_ascii_digit).collect();
     match d.len() {
-        8.. if d.len() >= 12 => format!(
-            "{}-{}-{} {}:{}",
-            &d[..4],
-            &d[4..6],
-            &d[6..8],
-            &d[8..10],
-            &d[10..12]
-        ),
+        8.. if d.len() >= 12 => format!("{}-{}-{} {}:{}", &d[..4], &d[4..6], &d[6..8], &d[8..10], &d[10..12]),
         8.. => format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8]),
         _ => v.to_owned(),
     }
@@ -161,9 +138,7 @@ mod tests {
             <text mediaType="application/pdf" representation="B64">JVBERi0xLjQK</text></nonXMLBody></component></ClinicalDocument>"#;
         let blocks = cda_blocks(xml).expect("parses");
         assert_eq!(blocks[0], Block::Heading("Scan".into(), 1));
-        assert!(
-            matches!(&blocks[1], Block::Para { text, .. } if text.contains("embedded application/pdf"))
-        );
+        assert!(matches!(&blocks[1], Block::Para { text, .. } if text.contains("embedded application/pdf")));
         assert!(!format!("{blocks:?}").contains("JVBER"));
     }
 }

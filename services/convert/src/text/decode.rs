@@ -9,14 +9,7 @@ pub(crate) fn decode_text(bytes: &[u8]) -> Option<String> {
     } else if let Some(rest) = bytes.strip_prefix(b"\xFE\xFF") {
         utf16(rest, u16::from_be_bytes)
     } else if let Some(le) = utf16_guess(bytes) {
-        utf16(
-            bytes,
-            if le {
-                u16::from_le_bytes
-            } else {
-                u16::from_be_bytes
-            },
-        )
+        utf16(bytes, if le { u16::from_le_bytes } else { u16::from_be_bytes })
     } else {
         match std::str::from_utf8(bytes) {
             Ok(s) => s.to_owned(),
@@ -32,9 +25,7 @@ pub(crate) fn decode_text(bytes: &[u8]) -> Option<String> {
 
 fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> String {
     let units = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]]));
-    char::decode_utf16(units)
-        .map(|r| r.unwrap_or('\u{FFFD}'))
-        .collect()
+    char::decode_utf16(units).map(|r| r.unwrap_or('\u{FFFD}')).collect()
 }
 
 /// UTF-16 without a BOM shows as NULs in every other byte for Latin text; which half says the order.
@@ -44,12 +35,7 @@ fn utf16_guess(bytes: &[u8]) -> Option<bool> {
         return None;
     }
     let pairs = sample.len() / 2;
-    let odd_nuls = sample
-        .iter()
-        .skip(1)
-        .step_by(2)
-        .filter(|&&b| b == 0)
-        .count();
+    let odd_nuls = sample.iter().skip(1).step_by(2).filter(|&&b| b == 0).count();
     let even_nuls = sample.iter().step_by(2).filter(|&&b| b == 0).count();
     if odd_nuls * 10 > pairs * 7 && even_nuls * 10 < pairs {
         Some(true)
@@ -64,9 +50,8 @@ fn utf16_guess(bytes: &[u8]) -> Option<bool> {
 /// except that 0x80–0x9F are printable characters rather than C1 controls.
 fn windows_1252(bytes: &[u8]) -> String {
     const HIGH: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž',
-        '\u{8F}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}',
-        'ž', 'Ÿ',
+        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž', '\u{8F}', '\u{90}', '‘',
+        '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
     ];
     bytes
         .iter()
@@ -113,15 +98,9 @@ mod tests {
     fn encodings_commonly_found_in_records_decode() {
         assert_eq!(decode_text("café".as_bytes()).as_deref(), Some("café"));
         assert_eq!(decode_text(b"caf\xe9 \x80").as_deref(), Some("café €"));
-        let le: Vec<u8> = [0xFF, 0xFE]
-            .into_iter()
-            .chain("Zoë".encode_utf16().flat_map(u16::to_le_bytes))
-            .collect();
+        let le: Vec<u8> = [0xFF, 0xFE].into_iter().chain("Zoë".encode_utf16().flat_map(u16::to_le_bytes)).collect();
         assert_eq!(decode_text(&le).as_deref(), Some("Zoë"));
-        let bare: Vec<u8> = "Patient report"
-            .encode_utf16()
-            .flat_map(u16::to_be_bytes)
-            .collect();
+        let bare: Vec<u8> = "Patient report".encode_utf16().flat_map(u16::to_be_bytes).collect();
         assert_eq!(decode_text(&bare).as_deref(), Some("Patient report"));
     }
 

@@ -10,9 +10,7 @@ pub(crate) fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        let end = rest[1..]
-            .find(|c: char| !c.is_ascii_alphanumeric() && c != '#')
-            .map_or(rest.len(), |p| p + 1);
+        let end = rest[1..].find(|c: char| !c.is_ascii_alphanumeric() && c != '#').map_or(rest.len(), |p| p + 1);
         match entity(&rest[1..end]) {
             Some(c) => {
                 out.push(c);
@@ -84,9 +82,6 @@ mod tests {
 
     #[test]
     fn references_resolve_and_unknown_ones_stay_as_written() {
-        assert_eq!(
-            decode_entities("a &lt; b &amp;&amp; &#233;&#x20AC; &bogus; &"),
-            "a < b && é€ &bogus; &"
-        );
+        assert_eq!(decode_entities("a &lt; b &amp;&amp; &#233;&#x20AC; &bogus; &"), "a < b && é€ &bogus; &");
     }
 }

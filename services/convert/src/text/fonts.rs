@@ -42,19 +42,11 @@ pub(crate) struct FontSet {
 
 impl FontSet {
     pub fn new() -> FontSet {
-        let builtin = [
-            dejavu::sans::regular(),
-            dejavu::sans::bold(),
-            dejavu::sans_mono::regular(),
-        ];
+        let builtin = [dejavu::sans::regular(), dejavu::sans::bold(), dejavu::sans_mono::regular()];
         let mut faces: Vec<Option<Face>> = builtin.iter().map(|d| face(d, 0)).collect();
         // Loaded on first need, so Latin documents never pay for reading 20 MB of CJK font.
         faces.push(None);
-        FontSet {
-            faces,
-            cache: HashMap::new(),
-            missing: 0,
-        }
+        FontSet { faces, cache: HashMap::new(), missing: 0 }
     }
 
     /// Which face draws `c` in `style`, and its advance in em.
@@ -79,17 +71,12 @@ impl FontSet {
         match &self.faces[face] {
             Some(f) => f.pdf.clone(),
             // `pick` only hands out faces that loaded; DejaVu Sans always does.
-            None => self.faces[0]
-                .as_ref()
-                .map(|f| f.pdf.clone())
-                .expect("built-in DejaVu Sans loads"),
+            None => self.faces[0].as_ref().map(|f| f.pdf.clone()).expect("built-in DejaVu Sans loads"),
         }
     }
 
     fn covers(&self, face: usize, c: char) -> bool {
-        self.faces[face]
-            .as_ref()
-            .is_some_and(|f| f.font.charmap().map(c).is_some())
+        self.faces[face].as_ref().is_some_and(|f| f.font.charmap().map(c).is_some())
     }
 
     fn advance(&self, face: usize, c: char) -> f32 {
@@ -97,10 +84,7 @@ impl FontSet {
             return 0.6;
         };
         let gid = f.font.charmap().map(c).unwrap_or_default();
-        let width = f
-            .font
-            .glyph_metrics(Size::unscaled(), LocationRef::default())
-            .advance_width(gid);
+        let width = f.font.glyph_metrics(Size::unscaled(), LocationRef::default()).advance_width(gid);
         width.map_or(0.6, |w| w / f.upem)
     }
 
@@ -114,10 +98,7 @@ impl FontSet {
 
 fn face(data: &'static [u8], index: u32) -> Option<Face> {
     let font = FontRef::from_index(data, index).ok()?;
-    let upem = f32::from(
-        font.metrics(Size::unscaled(), LocationRef::default())
-            .units_per_em,
-    );
+    let upem = f32::from(font.metrics(Size::unscaled(), LocationRef::default()).units_per_em);
     let pdf = krilla::text::Font::new(Data::from(data), index)?;
     Some(Face { font, pdf, upem })
 }
@@ -128,14 +109,8 @@ fn cjk_bytes() -> Option<&'static [u8]> {
     static CJK_FONT: OnceLock<Option<&'static [u8]>> = OnceLock::new();
     *CJK_FONT.get_or_init(|| {
         let configured = std::env::var("CONVERT_CJK_FONT").ok();
-        let paths = configured
-            .iter()
-            .map(String::as_str)
-            .chain(CJK_PATHS.iter().copied());
-        paths
-            .filter_map(|p| std::fs::read(p).ok())
-            .map(|b| &*Box::leak(b.into_boxed_slice()))
-            .next()
+        let paths = configured.iter().map(String::as_str).chain(CJK_PATHS.iter().copied());
+        paths.filter_map(|p| std::fs::read(p).ok()).map(|b| &*Box::leak(b.into_boxed_slice())).next()
     })
 }
 

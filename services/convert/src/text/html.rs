@@ -7,9 +7,7 @@ use super::entities::decode_entities;
 use super::{Block, collapse_ws, expand_tabs};
 
 /// Elements whose content is never text for a reader.
-const RAW_SKIP: &[&str] = &[
-    "script", "style", "template", "svg", "math", "object", "iframe",
-];
+const RAW_SKIP: &[&str] = &["script", "style", "template", "svg", "math", "object", "iframe"];
 
 /// Elements that end the current paragraph.
 const BREAKS: &[&str] = &[
@@ -82,9 +80,8 @@ pub(crate) fn blocks(html: &str) -> Vec<Block> {
         }
         let closing = rest.as_bytes().get(1) == Some(&b'/');
         let name_start = lt + 1 + usize::from(closing);
-        let name_len = lower[name_start..]
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(lower.len() - name_start);
+        let name_len =
+            lower[name_start..].find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(lower.len() - name_start);
         if name_len == 0 {
             // A lone '<' in text ("a < b").
             r.push_text("<");
@@ -96,9 +93,7 @@ pub(crate) fn blocks(html: &str) -> Vec<Block> {
         r.tag(name, closing);
         if !closing && RAW_SKIP.contains(&name) {
             // Skip to the matching end tag; the end tag itself is then read as usual.
-            i = lower[i..]
-                .find(&format!("</{name}"))
-                .map_or(html.len(), |p| i + p);
+            i = lower[i..].find(&format!("</{name}")).map_or(html.len(), |p| i + p);
         }
     }
     r.finish()
@@ -198,8 +193,7 @@ impl Reducer {
     fn end_pre(&mut self) {
         if let Some(pre) = self.pre.take() {
             let pre = pre.strip_prefix('\n').unwrap_or(&pre);
-            self.blocks
-                .extend(pre.lines().map(|l| Block::Pre(expand_tabs(l))));
+            self.blocks.extend(pre.lines().map(|l| Block::Pre(expand_tabs(l))));
         }
     }
 
@@ -216,10 +210,7 @@ impl Reducer {
         }
         let block = match heading {
             Some(level) => Block::Heading(text, level),
-            None => Block::Para {
-                text,
-                indent: u8::try_from(self.lists.len()).unwrap_or(8),
-            },
+            None => Block::Para { text, indent: u8::try_from(self.lists.len()).unwrap_or(8) },
         };
         self.blocks.push(block);
     }
@@ -245,13 +236,7 @@ mod tests {
         assert_eq!(b[0], Block::Heading("Visit".into(), 1));
         assert_eq!(b[1], Block::Heading("Summary".into(), 1));
         assert_eq!(b[2], Block::para("Blood pressure <140 & stable"));
-        assert_eq!(
-            b[3],
-            Block::Para {
-                text: "• Aspirin".into(),
-                indent: 1
-            }
-        );
+        assert_eq!(b[3], Block::Para { text: "• Aspirin".into(), indent: 1 });
         assert_eq!(b[5], Block::para("Test | Value"));
         assert_eq!(b[6], Block::para("HbA1c | 6.1%"));
         assert!(!format!("{b:?}").contains("alert"));

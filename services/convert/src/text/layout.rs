@@ -40,11 +40,7 @@ struct Flow<'f> {
 
 /// Lays `blocks` out; `Err(MAX_PAGES)` when the document would pass the page limit.
 pub(crate) fn paginate(blocks: &[Block], fonts: &mut FontSet) -> Result<Vec<PageLines>, usize> {
-    let mut flow = Flow {
-        fonts,
-        pages: vec![Vec::new()],
-        y: TOP,
-    };
+    let mut flow = Flow { fonts, pages: vec![Vec::new()], y: TOP };
     for block in blocks {
         match block {
             Block::Heading(text, level) => {
@@ -69,14 +65,7 @@ pub(crate) fn paginate(blocks: &[Block], fonts: &mut FontSet) -> Result<Vec<Page
     // A document with no text still becomes one page, saying so, rather than failing.
     if flow.pages.iter().all(|p| p.is_empty()) {
         flow.pages.truncate(1);
-        flow.paragraph(
-            "(This document contains no text.)",
-            Style::Sans,
-            10.0,
-            0.0,
-            0.0,
-            1.35,
-        )?;
+        flow.paragraph("(This document contains no text.)", Style::Sans, 10.0, 0.0, 0.0, 1.35)?;
     }
     while flow.pages.len() > 1 && flow.pages.last().is_some_and(|p| p.is_empty()) {
         flow.pages.pop();
@@ -94,15 +83,7 @@ impl Flow<'_> {
         Ok(())
     }
 
-    fn paragraph(
-        &mut self,
-        text: &str,
-        style: Style,
-        size: f32,
-        x: f32,
-        gap: f32,
-        leading: f32,
-    ) -> Result<(), usize> {
+    fn paragraph(&mut self, text: &str, style: Style, size: f32, x: f32, gap: f32, leading: f32) -> Result<(), usize> {
         let max = PAGE_W - 2.0 * MARGIN_X - x;
         let glyphs: Vec<(char, usize, f32)> = text
             .chars()
@@ -121,16 +102,8 @@ impl Flow<'_> {
             let baseline = self.y + size;
             self.y += height;
             if !runs.is_empty() {
-                let line = Line {
-                    x: MARGIN_X + x,
-                    baseline,
-                    size,
-                    runs,
-                };
-                self.pages
-                    .last_mut()
-                    .expect("flow always has a page")
-                    .push(line);
+                let line = Line { x: MARGIN_X + x, baseline, size, runs };
+                self.pages.last_mut().expect("flow always has a page").push(line);
             }
         }
         Ok(())
@@ -186,11 +159,7 @@ fn runs(glyphs: &[(char, usize, f32)]) -> Vec<Run> {
                 run.text.push(c);
                 run.width += w;
             }
-            _ => runs.push(Run {
-                face,
-                text: c.to_string(),
-                width: w,
-            }),
+            _ => runs.push(Run { face, text: c.to_string(), width: w }),
         }
     }
     runs

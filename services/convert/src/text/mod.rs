@@ -28,10 +28,7 @@ pub(crate) enum Block {
 
 impl Block {
     pub fn para(text: impl Into<String>) -> Block {
-        Block::Para {
-            text: text.into(),
-            indent: 0,
-        }
+        Block::Para { text: text.into(), indent: 0 }
     }
 }
 
@@ -39,11 +36,7 @@ impl Block {
 pub(crate) const MAX_PAGES: usize = 5_000;
 
 /// Converts text-like content to PDF bytes and the page count.
-pub(crate) fn convert(
-    kind: DocKind,
-    bytes: &[u8],
-    name: &str,
-) -> Result<(Vec<u8>, u32), ConvertError> {
+pub(crate) fn convert(kind: DocKind, bytes: &[u8], name: &str) -> Result<(Vec<u8>, u32), ConvertError> {
     let text = decode::decode_text(bytes)
         .ok_or_else(|| ConvertError::doc(kind, "the file is not readable text (binary content)"))?;
     let blocks = match kind {
@@ -54,10 +47,7 @@ pub(crate) fn convert(
     };
     let mut fonts = fonts::FontSet::new();
     let pages = layout::paginate(&blocks, &mut fonts).map_err(|pages| {
-        ConvertError::doc(
-            kind,
-            format!("the text is too long: it would make more than {pages} pages"),
-        )
+        ConvertError::doc(kind, format!("the text is too long: it would make more than {pages} pages"))
     })?;
     if fonts.missing > 0 {
         crate::child::note(format!(
@@ -68,9 +58,7 @@ pub(crate) fn convert(
     let count = pages.len() as u32;
     let pdf = render::render(&pages, &mut fonts, name)
         // Retrying would fail the same way: the document, not the host, is what the writer choked on.
-        .map_err(|e| {
-            ConvertError::doc(kind, format!("the PDF writer failed on this document: {e}"))
-        })?;
+        .map_err(|e| ConvertError::doc(kind, format!("the PDF writer failed on this document: {e}")))?;
     Ok((pdf, count))
 }
 
@@ -115,10 +103,7 @@ pub(crate) fn expand_tabs(line: &str) -> String {
 /// Collapses runs of whitespace to one space, as HTML and XML text flows.
 pub(crate) fn collapse_ws(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for word in s
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-    {
+    for word in s.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }

@@ -24,10 +24,7 @@ pub(crate) fn xml_blocks(xml: &str) -> Result<Vec<Block>, String> {
             }
             Event::Empty(e) => {
                 label_parent(&mut stack, &mut blocks);
-                blocks.push(Block::Para {
-                    text: describe(&e),
-                    indent: depth(stack.len()),
-                });
+                blocks.push(Block::Para { text: describe(&e), indent: depth(stack.len()) });
             }
             Event::Text(t) => push_text(&mut stack, &t.decode().map_err(|e| e.to_string())?),
             Event::CData(t) => push_text(&mut stack, &String::from_utf8_lossy(&t)),
@@ -37,14 +34,8 @@ pub(crate) fn xml_blocks(xml: &str) -> Result<Vec<Block>, String> {
                     let text = collapse_ws(&text);
                     let indent = depth(stack.len());
                     match (text.is_empty(), shown) {
-                        (false, true) => blocks.push(Block::Para {
-                            text,
-                            indent: indent + 1,
-                        }),
-                        (false, false) => blocks.push(Block::Para {
-                            text: format!("{name}: {text}"),
-                            indent,
-                        }),
+                        (false, true) => blocks.push(Block::Para { text, indent: indent + 1 }),
+                        (false, false) => blocks.push(Block::Para { text: format!("{name}: {text}"), indent }),
                         (true, false) => blocks.push(Block::Para { text: name, indent }),
                         (true, true) => {}
                     }
@@ -63,21 +54,11 @@ fn label_parent(stack: &mut [(String, String, bool)], blocks: &mut Vec<Block>) {
     if let Some((name, text, shown)) = stack.last_mut() {
         let before = collapse_ws(&std::mem::take(text));
         if !*shown {
-            let label = if before.is_empty() {
-                name.clone()
-            } else {
-                format!("{name}: {before}")
-            };
-            blocks.push(Block::Para {
-                text: label,
-                indent,
-            });
+            let label = if before.is_empty() { name.clone() } else { format!("{name}: {before}") };
+            blocks.push(Block::Para { text: label, indent });
             *shown = true;
         } else if !before.is_empty() {
-            blocks.push(Block::Para {
-                text: before,
-                indent: indent + 1,
-            });
+            blocks.push(Block::Para { text: before, indent: indent + 1 });
         }
     }
 }
@@ -99,19 +80,9 @@ fn describe(e: &BytesStart<'_>) -> String {
         .attributes()
         .flatten()
         .filter(|a| !a.key.as_ref().starts_with(b"xmlns"))
-        .map(|a| {
-            format!(
-                "{}={}",
-                local(a.key.as_ref()),
-                collapse_ws(&String::from_utf8_lossy(&a.value))
-            )
-        })
+        .map(|a| format!("{}={}", local(a.key.as_ref()), collapse_ws(&String::from_utf8_lossy(&a.value))))
         .collect();
-    if attrs.is_empty() {
-        name
-    } else {
-        format!("{name} ({})", attrs.join(", "))
-    }
+    if attrs.is_empty() { name } else { format!("{name} ({})", attrs.join(", ")) }
 }
 
 pub(super) fn local(qname: &[u8]) -> String {
@@ -138,9 +109,8 @@ pub(super) fn reference(r: &quick_xml::events::BytesRef<'_>) -> String {
 
 /// Broken XML still holds text a reader needs: show it as plain text, saying why.
 pub(super) fn malformed(xml: &str, why: &str, at: u64) -> Vec<Block> {
-    let mut blocks = vec![Block::para(format!(
-        "(This XML document is malformed ({why}, near byte {at}); shown as plain text.)"
-    ))];
+    let mut blocks =
+        vec![Block::para(format!("(This XML document is malformed ({why}, near byte {at}); shown as plain text.)"))];
     blocks.extend(plain_blocks(xml));
     blocks
 }

@@ -17,16 +17,8 @@ pub(super) fn decode_page(
     page: &mut PageImage,
     n: usize,
 ) -> Result<(), ConvertError> {
-    let fail = |why: String| {
-        ConvertError::doc(
-            DocKind::Tiff,
-            format!("page {n} of the TIFF cannot be read: {why}"),
-        )
-    };
-    let photometric = dec
-        .find_tag_unsigned::<u32>(Tag::PhotometricInterpretation)
-        .ok()
-        .flatten();
+    let fail = |why: String| ConvertError::doc(DocKind::Tiff, format!("page {n} of the TIFF cannot be read: {why}"));
+    let photometric = dec.find_tag_unsigned::<u32>(Tag::PhotometricInterpretation).ok().flatten();
     if photometric == Some(3) {
         return palette_page(dec, bytes, page).map_err(fail);
     }
@@ -36,9 +28,7 @@ pub(super) fn decode_page(
         // PDF takes 16-bit samples, but 8 bits are plenty for a scanned page and halve the size.
         DecodingResult::U16(v) => v.iter().map(|s| (s >> 8) as u8).collect(),
         _ => {
-            return Err(fail(
-                "its sample format (floating point or 32-bit) is not supported".into(),
-            ));
+            return Err(fail("its sample format (floating point or 32-bit) is not supported".into()));
         }
     };
     let eight = |c| matches!(c, 8 | 16);
@@ -52,9 +42,7 @@ pub(super) fn decode_page(
         ColorType::RGBA(b) if eight(b) => (Colors::Rgb, 8, drop_alpha(&samples, 4)),
         ColorType::CMYKA(b) if eight(b) => (Colors::Cmyk, 8, drop_alpha(&samples, 5)),
         other => {
-            return Err(fail(format!(
-                "its colour type ({other:?}) is not supported"
-            )));
+            return Err(fail(format!("its colour type ({other:?}) is not supported")));
         }
     };
     page.colors = colors;
@@ -67,23 +55,12 @@ pub(super) fn decode_page(
 }
 
 fn drop_alpha(samples: &[u8], channels: usize) -> Vec<u8> {
-    samples
-        .chunks_exact(channels)
-        .flat_map(|px| px[..channels - 1].iter().copied())
-        .collect()
+    samples.chunks_exact(channels).flat_map(|px| px[..channels - 1].iter().copied()).collect()
 }
 
 /// A palette page, which the `tiff` crate does not decode: samples read as stored, colours from the map.
-fn palette_page(
-    dec: &mut Decoder<Cursor<&[u8]>>,
-    bytes: &[u8],
-    page: &mut PageImage,
-) -> Result<(), String> {
-    let bits = dec
-        .find_tag_unsigned::<u8>(Tag::BitsPerSample)
-        .ok()
-        .flatten()
-        .unwrap_or(8);
+fn palette_page(dec: &mut Decoder<Cursor<&[u8]>>, bytes: &[u8], page: &mut PageImage) -> Result<(), String> {
+    let bits = dec.find_tag_unsigned::<u8>(Tag::BitsPerSample).ok().flatten().unwrap_or(8);
     if !matches!(bits, 1 | 2 | 4 | 8) {
         return Err(format!("a {bits}-bit palette is not supported"));
     }
@@ -99,14 +76,8 @@ fn palette_page(
 
 /// TIFF colour maps hold all reds, then greens, then blues, as 16-bit values; PDF wants RGB triples.
 fn color_map(dec: &mut Decoder<Cursor<&[u8]>>, bits: u8) -> Option<Vec<u8>> {
-    let map = dec
-        .find_tag_unsigned_vec::<u16>(Tag::ColorMap)
-        .ok()
-        .flatten()?;
+    let map = dec.find_tag_unsigned_vec::<u16>(Tag::ColorMap).ok().flatten()?;
     let n = 1usize << bits;
-    (map.len() >= 3 * n).then(|| {
-        (0..n)
-            .flat_map(|i| [map[i], map[n + i], map[2 * n + i]].map(|v| (v >> 8) as u8))
-            .collect()
-    })
+    (map.len() >= 3 * n)
+        .then(|| (0..n).flat_map(|i| [map[i], map[n + i], map[2 * n + i]].map(|v| (v >> 8) as u8)).collect())
 }

@@ -25,26 +25,17 @@ const T4_OPTIONS: Tag = Tag::Unknown(292);
 
 pub(crate) fn convert(bytes: &[u8]) -> Result<(Vec<u8>, u32), ConvertError> {
     let corrupt = |page: usize, e: &dyn std::fmt::Display| {
-        ConvertError::doc(
-            DocKind::Tiff,
-            format!("page {page} of the TIFF cannot be read: {e}"),
-        )
+        ConvertError::doc(DocKind::Tiff, format!("page {page} of the TIFF cannot be read: {e}"))
     };
     let mut limits = Limits::unlimited();
     // Tag arrays (strip offsets, colour maps) are small in real files; a huge one is an attack.
     limits.ifd_value_size = 64 << 20;
-    let mut dec = Decoder::new(Cursor::new(bytes))
-        .map_err(|e| corrupt(1, &e))?
-        .with_limits(limits);
+    let mut dec = Decoder::new(Cursor::new(bytes)).map_err(|e| corrupt(1, &e))?.with_limits(limits);
     let mut pages = Vec::new();
     let mut thumbnails = Vec::new();
     for n in 1.. {
         // Reduced-resolution copies (previews) repeat a page: keep them only if nothing else exists.
-        let subfile = dec
-            .find_tag_unsigned::<u32>(Tag::NewSubfileType)
-            .ok()
-            .flatten()
-            .unwrap_or(0);
+        let subfile = dec.find_tag_unsigned::<u32>(Tag::NewSubfileType).ok().flatten().unwrap_or(0);
         let page = read_page(&mut dec, bytes, n)?;
         if subfile & 1 == 1 {
             thumbnails.push(page)
@@ -55,10 +46,7 @@ pub(crate) fn convert(bytes: &[u8]) -> Result<(Vec<u8>, u32), ConvertError> {
             break;
         }
         if n >= MAX_PAGES {
-            return Err(ConvertError::doc(
-                DocKind::Tiff,
-                format!("the TIFF has more than {MAX_PAGES} pages"),
-            ));
+            return Err(ConvertError::doc(DocKind::Tiff, format!("the TIFF has more than {MAX_PAGES} pages")));
         }
         dec.next_image().map_err(|e| corrupt(n + 1, &e))?;
     }
@@ -69,27 +57,18 @@ pub(crate) fn convert(bytes: &[u8]) -> Result<(Vec<u8>, u32), ConvertError> {
     Ok((pdfimage::write(&pages), count))
 }
 
-fn read_page(
-    dec: &mut Decoder<Cursor<&[u8]>>,
-    bytes: &[u8],
-    n: usize,
-) -> Result<PageImage, ConvertError> {
+fn read_page(dec: &mut Decoder<Cursor<&[u8]>>, bytes: &[u8], n: usize) -> Result<PageImage, ConvertError> {
     let corrupt = |e: &dyn std::fmt::Display| {
-        ConvertError::doc(
-            DocKind::Tiff,
-            format!("page {n} of the TIFF cannot be read: {e}"),
-        )
+        ConvertError::doc(DocKind::Tiff, format!("page {n} of the TIFF cannot be read: {e}"))
     };
     let (width, height) = dec.dimensions().map_err(|e| corrupt(&e))?;
     check_pixels(DocKind::Tiff, width, height).map_err(|e| match e {
-        ConvertError::Document { kind, reason } => ConvertError::Document {
-            kind,
-            reason: format!("page {n}: {reason}"),
-        },
+        ConvertError::Document { kind, reason } => {
+            ConvertError::Document { kind, reason: format!("page {n}: {reason}") }
+        }
         other => other,
     })?;
-    let tag =
-        |dec: &mut Decoder<Cursor<&[u8]>>, t: Tag| dec.find_tag_unsigned::<u32>(t).ok().flatten();
+    let tag = |dec: &mut Decoder<Cursor<&[u8]>>, t: Tag| dec.find_tag_unsigned::<u32>(t).ok().flatten();
     let compression = tag(dec, Tag::Compression).unwrap_or(1);
     let photometric = tag(dec, Tag::PhotometricInterpretation).unwrap_or(0);
     let (page_w, page_h) = page_size(dec, width, height);
@@ -104,8 +83,7 @@ fn read_page(
         page_w,
         page_h,
     };
-    let single_strip =
-        dec.get_chunk_type() == ChunkType::Strip && dec.strip_count().unwrap_or(0) == 1;
+    let single_strip = dec.get_chunk_type() == ChunkType::Strip && dec.strip_count().unwrap_or(0) == 1;
     if matches!(compression, 2..=4) {
         let t4 = tag(dec, T4_OPTIONS).unwrap_or(0);
         let two_d = compression == 3 && t4 & 1 == 1;
@@ -117,29 +95,16 @@ fn read_page(
                 page.data.iter_mut().for_each(|b| *b = b.reverse_bits());
             }
             page.encoding = match compression {
-                4 => Encoding::Ccitt {
-                    k: -1,
-                    byte_align: false,
-                    end_of_line: false,
-                },
-                3 => Encoding::Ccitt {
-                    k: i32::from(two_d),
-                    byte_align: t4 & 4 == 4,
-                    end_of_line: false,
-                },
-                _ => Encoding::Ccitt {
-                    k: 0,
-                    byte_align: true,
-                    end_of_line: false,
-                },
+                4 => Encoding::Ccitt { k: -1, byte_align: false, end_of_line: false },
+                3 => Encoding::Ccitt { k: i32::from(two_d), byte_align: t4 & 4 == 4, end_of_line: false },
+                _ => Encoding::Ccitt { k: 0, byte_align: true, end_of_line: false },
             };
             validate_ccitt(&page, compression, two_d).map_err(|e| corrupt(&e))?;
             return Ok(page);
         }
         let strips = dec.get_chunk_type() == ChunkType::Strip;
         if strips && (compression == 4 || (compression == 3 && !two_d)) {
-            let rows = decode_ccitt_strips(dec, bytes, width, height, compression == 4)
-                .map_err(|e| corrupt(&e))?;
+            let rows = decode_ccitt_strips(dec, bytes, width, height, compression == 4).map_err(|e| corrupt(&e))?;
             page.data = pdfimage::deflate(&rows);
             return Ok(page);
         }
@@ -167,36 +132,21 @@ fn page_size(dec: &mut Decoder<Cursor<&[u8]>>, width: u32, height: u32) -> (f32,
         _ => None,
     };
     let (xres, yres) = (res(Tag::XResolution), res(Tag::YResolution));
-    let unit = dec
-        .find_tag_unsigned::<u32>(Tag::ResolutionUnit)
-        .ok()
-        .flatten()
-        .unwrap_or(2);
+    let unit = dec.find_tag_unsigned::<u32>(Tag::ResolutionUnit).ok().flatten().unwrap_or(2);
     let per_inch = if unit == 3 { 2.54 } else { 1.0 };
-    let dpi = |r: Option<f64>| {
-        r.map(|r| r * per_inch)
-            .filter(|d| (50.0..=4800.0).contains(d) && unit != 1)
-    };
+    let dpi = |r: Option<f64>| r.map(|r| r * per_inch).filter(|d| (50.0..=4800.0).contains(d) && unit != 1);
     let physical = match (dpi(xres), dpi(yres)) {
         (Some(x), Some(y)) => Some((width as f64 * 72.0 / x, height as f64 * 72.0 / y)),
-        (Some(x), None) | (None, Some(x)) => {
-            Some((width as f64 * 72.0 / x, height as f64 * 72.0 / x))
-        }
+        (Some(x), None) | (None, Some(x)) => Some((width as f64 * 72.0 / x, height as f64 * 72.0 / x)),
         (None, None) => None,
     };
     match physical.map(|(w, h)| (w as f32, h as f32)) {
         // Up to tabloid size the page keeps its real size (a Letter fax prints as Letter).
         Some((w, h)) if w.max(h) <= 1224.0 => (w, h),
-        Some((w, h)) => (
-            w * crate::image::fit_scale(w, h),
-            h * crate::image::fit_scale(w, h),
-        ),
+        Some((w, h)) => (w * crate::image::fit_scale(w, h), h * crate::image::fit_scale(w, h)),
         None => {
             let (w, h) = (width as f32, height as f32);
-            (
-                w * crate::image::fit_scale(w, h),
-                h * crate::image::fit_scale(w, h),
-            )
+            (w * crate::image::fit_scale(w, h), h * crate::image::fit_scale(w, h))
         }
     }
 }

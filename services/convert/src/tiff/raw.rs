@@ -32,22 +32,15 @@ pub(super) fn samples(
     let mut out = Vec::with_capacity(want);
     for (&off, &len) in offsets.iter().zip(&counts) {
         let start = usize::try_from(off).map_err(|_| "bad offset")?;
-        let end = start
-            .checked_add(usize::try_from(len).map_err(|_| "bad length")?)
-            .ok_or("bad length")?;
-        let strip = bytes
-            .get(start..end)
-            .ok_or("the file is truncated: its image data is missing")?;
+        let end = start.checked_add(usize::try_from(len).map_err(|_| "bad length")?).ok_or("bad length")?;
+        let strip = bytes.get(start..end).ok_or("the file is truncated: its image data is missing")?;
         // Never inflate past the page's own size: a strip is not allowed to be a bomb.
         let room = (want - out.len().min(want)) as u64;
         match compression {
             1 => out.extend_from_slice(&strip[..strip.len().min(room as usize)]),
             5 => {
-                let mut lzw =
-                    weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
-                let decoded = lzw
-                    .decode(strip)
-                    .map_err(|e| format!("its LZW data is corrupt ({e})"))?;
+                let mut lzw = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+                let decoded = lzw.decode(strip).map_err(|e| format!("its LZW data is corrupt ({e})"))?;
                 out.extend_from_slice(&decoded[..decoded.len().min(room as usize)]);
             }
             8 | 32946 => {
@@ -58,9 +51,7 @@ pub(super) fn samples(
             }
             32773 => unpack_bits(strip, &mut out, room as usize),
             other => {
-                return Err(format!(
-                    "compression {other} on a palette page is not supported"
-                ));
+                return Err(format!("compression {other} on a palette page is not supported"));
             }
         }
     }

@@ -27,21 +27,13 @@ pub fn scratch(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, PathBuf) {
 pub fn convert(bytes: &[u8], name: &str) -> Run {
     let (dir, input, output) = scratch(bytes);
     let result = convert_file(&input, &output, name);
-    Run {
-        dir,
-        input,
-        output,
-        result,
-    }
+    Run { dir, input, output, result }
 }
 
 /// Asserts the conversion succeeded with a PDF that passes `qpdf --check` and has `pages` pages,
 /// as reported and as qpdf counts them.
 pub fn assert_pdf(run: &Run, pages: u32) -> Converted {
-    let converted = run
-        .result
-        .clone()
-        .unwrap_or_else(|e| panic!("conversion failed: {e:?}"));
+    let converted = run.result.clone().unwrap_or_else(|e| panic!("conversion failed: {e:?}"));
     assert_valid(&run.output);
     assert_eq!(qpdf_pages(&run.output), pages, "qpdf's page count");
     assert_eq!(converted.pages, pages, "reported page count");
@@ -49,11 +41,7 @@ pub fn assert_pdf(run: &Run, pages: u32) -> Converted {
 }
 
 pub fn assert_valid(pdf: &Path) {
-    let out = Command::new("qpdf")
-        .arg("--check")
-        .arg(pdf)
-        .output()
-        .expect("qpdf is installed (apt-get install qpdf)");
+    let out = Command::new("qpdf").arg("--check").arg(pdf).output().expect("qpdf is installed (apt-get install qpdf)");
     assert!(
         out.status.success(),
         "qpdf --check failed: {}{}",
@@ -63,11 +51,7 @@ pub fn assert_valid(pdf: &Path) {
 }
 
 pub fn qpdf_pages(pdf: &Path) -> u32 {
-    let out = Command::new("qpdf")
-        .arg("--show-npages")
-        .arg(pdf)
-        .output()
-        .unwrap();
+    let out = Command::new("qpdf").arg("--show-npages").arg(pdf).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
@@ -84,21 +68,13 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 pub fn soffice_installed() -> bool {
-    Command::new("sh")
-        .args(["-c", "command -v soffice"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("sh").args(["-c", "command -v soffice"]).output().is_ok_and(|o| o.status.success())
 }
 
 /// The first page's size in points, read from qpdf's uncompressed (QDF) rewrite of the PDF.
 pub fn first_page_size(pdf: &Path) -> (f32, f32) {
     let qdf = pdf.with_extension("qdf.pdf");
-    Command::new("qpdf")
-        .args(["--qdf", "--object-streams=disable"])
-        .arg(pdf)
-        .arg(&qdf)
-        .status()
-        .unwrap();
+    Command::new("qpdf").args(["--qdf", "--object-streams=disable"]).arg(pdf).arg(&qdf).status().unwrap();
     let text = String::from_utf8_lossy(&std::fs::read(&qdf).unwrap()).into_owned();
     let at = text.find("/MediaBox").expect("a media box");
     let nums: Vec<f32> = text[at..]
