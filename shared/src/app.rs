@@ -66,6 +66,16 @@ impl App {
         let _ = tokio::time::timeout(Duration::from_millis(500), note).await;
     }
 
+    /// Marks the run of a message being parked (best effort, bounded like
+    /// `note_error`; the parked message itself is what must not be lost).
+    pub async fn note_parked(&self, run_id: Option<Uuid>, reason: &str) {
+        let (Some(db), Some(run)) = (&self.db, run_id) else { return };
+        let mark = crate::db::runs::mark_parked(&db.pool, run, reason);
+        if tokio::time::timeout(Duration::from_secs(2), mark).await.is_err() {
+            tracing::warn!(run_id = %run, "could not mark the run as parked; `docket runs` will not show it");
+        }
+    }
+
     /// Connected to everything it needs (for /readyz).
     pub async fn ready(&self) -> Result<(), String> {
         if !self.broker.publisher.is_connected() {

@@ -158,7 +158,11 @@ impl Service {
             settings,
         });
         let _ = slot.set(app.clone());
-        let consumers = build(&app);
+        let mut consumers = build(&app);
+        if app.db.is_some() {
+            // Any service with a database can mark the runs of dead-letters.
+            consumers.push(Arc::new(crate::broker::dead::DeadLetters(app.clone())));
+        }
 
         let mut tasks = JoinSet::new();
         let a = app.clone();

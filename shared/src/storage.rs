@@ -28,13 +28,49 @@ pub struct Store {
 }
 
 fn key(k: &str) -> StageResult<Key> {
-    Key::parse(k).map_err(|e| StageError::permanent(format!("unsafe storage key {k:?}: {e}")))
+    Key::parse(k).map_err(|_| StageError::permanent(format!("unsafe storage key {}", redact(k))))
 }
 
+/// A key as errors may show it: the last segment's document name (which may
+/// name the patient) cut off after the document number.
+pub fn redact(k: &str) -> String {
+    match k.rsplit_once('/') {
+        Some((dir, last)) => match last.split_once('-') {
+            Some((doc, _)) => format!("{dir}/{doc}-…"),
+            None => k.to_string(),
+        },
+        None => k.to_string(),
+    }
+}
+
+/// The kind of the first I/O error in a chain (disk full, permission…).
+fn io_kind(mut e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    loop {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        e = e.source()?;
+    }
+}
+
+/// object_store's own messages repeat the path; only its kind is kept.
 fn storage_error(doing: &str, k: &str, e: object_store::Error) -> StageError {
+    let k = redact(k);
     match e {
         object_store::Error::NotFound { .. } => StageError::permanent(format!("{doing}: {k} does not exist")),
-        other => StageError::transient(format!("{doing} {k}: {other}")),
+        other => {
+            let kind = match &other {
+                object_store::Error::Generic { store, source } => match io_kind(source.as_ref()) {
+                    Some(kind) => format!("{store}: {kind}"),
+                    None => format!("{store} error"),
+                },
+                object_store::Error::PermissionDenied { .. } => "permission denied".into(),
+                object_store::Error::Unauthenticated { .. } => "not authenticated".into(),
+                object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } => "conflict".into(),
+                _ => "storage error".into(),
+            };
+            StageError::transient(format!("{doing} {k}: {kind}"))
+        }
     }
 }
 

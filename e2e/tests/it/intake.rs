@@ -79,3 +79,63 @@ async fn unknown_patients_unusable_rows_and_messages_that_are_not_json_are_parke
     assert_eq!(runs, 0, "no run was started");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parked_step_marks_its_run_frees_its_job_slot_and_a_new_request_restarts_it() {
+    let mut options = TestOptions::default();
+    options.vars.push(("DOCEX_MAX_JOBS", "1".into()));
+    options.vars.push(("LIMIT_MAX_HOLD", "1s".into()));
+    let mut env = TestEnv::new(options).await;
+    let (first, second) = (Patient::new("P-FIRST"), Patient::new("P-SECOND"));
+    // The first patient's job holds the only DocEx job slot for a while.
+    let long = Profile { documents: 1, kind: ArchiveKind::Text, running_ms: Some(8000), ..Profile::default() };
+    env.docex.set_profile(&first.first, &first.last, long);
+    env.seed(&[first, second]).await;
+    env.start_all(1).await;
+    env.publish(&["P-FIRST"]).await;
+    let state_of = |id: &'static str| {
+        let env = &env;
+        move || async move {
+            let runs = env.runs(id).await;
+            runs.last().map(|r| (r.state.clone(), r.parked, r.holds_job_slot)).ok_or_else(|| "no run yet".to_string())
+        }
+    };
+    eventually(Duration::from_secs(30), "the first run polling", || async {
+        let (state, ..) = state_of("P-FIRST")().await?;
+        if state == "poll" { Ok(()) } else { Err(state) }
+    })
+    .await;
+    env.publish(&["P-SECOND"]).await;
+    eventually(Duration::from_secs(30), "the second run waiting for a job slot", || async {
+        let (state, ..) = state_of("P-SECOND")().await?;
+        if state == "search" { Ok(()) } else { Err(state) }
+    })
+    .await;
+    // While it waits, its row becomes unusable: its search step must park.
+    sqlx::query("UPDATE patients SET first_name = '' WHERE patient_id = 'P-SECOND'").execute(&env.pool).await.expect("updating");
+    eventually(Duration::from_secs(60), "the second run parked", || async {
+        let (state, parked, slot) = state_of("P-SECOND")().await?;
+        if parked && !slot { Ok(()) } else { Err(format!("{state} parked={parked} slot={slot}")) }
+    })
+    .await;
+    let parked = rabbit::parked(&env.vhost).await.expect("reading parked");
+    assert!(parked.iter().any(|(r, _)| r.contains("P-SECOND can no longer be used")), "{parked:?}");
+    env.wait_finished(1, Duration::from_secs(60)).await;
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE holds_job_slot")
+        .fetch_one(&env.pool)
+        .await
+        .expect("counting");
+    assert_eq!(slots, 0, "the parked run gave its job slot back");
+
+    // The row is fixed; a new request restarts the parked run, which finishes
+    // with the task it already had.
+    sqlx::query("UPDATE patients SET first_name = 'GivenP-SECOND' WHERE patient_id = 'P-SECOND'")
+        .execute(&env.pool)
+        .await
+        .expect("updating");
+    env.publish(&["P-SECOND"]).await;
+    env.wait_finished(2, Duration::from_secs(60)).await;
+    assert_eq!(env.runs("P-SECOND").await.len(), 1, "the same run finished");
+    one_task_one_report_each(&env.tracker.tasks(), 2);
+    env.cleanup().await;
+}

@@ -38,7 +38,8 @@ impl Handler for Fetch {
     async fn handle(&self, step: Step, _meta: &Meta) -> StageResult {
         let app = &self.0;
         let Some(run) = runs::current(&app.db().pool, step, state::FETCH).await? else { return Ok(()) };
-        let work = tempfile::tempdir_in(&app.settings.work_dir)?;
+        let guard = WorkDir(Some(tempfile::tempdir_in(&app.settings.work_dir)?));
+        let work = guard.0.as_ref().expect("the work dir was just created");
         let archive = if run.archive_fetched {
             local_archive(app, &run, &work).await?
         } else {
@@ -54,6 +55,18 @@ impl Handler for Fetch {
         record(app, step, &run, &docs).await?;
         let _ = app.scratch.delete_prefix(&scratch::archive(run.run_id)).await;
         Ok(())
+    }
+}
+
+/// The handler's local work area: thousands of extracted files are removed
+/// on a blocking thread, not on the async runtime.
+struct WorkDir(Option<tempfile::TempDir>);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let (Some(dir), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn_blocking(move || drop(dir));
+        }
     }
 }
 
@@ -129,7 +142,7 @@ async fn search_again(app: &App, step: Step, run: &Run) -> StageResult {
     let mut uow = UnitOfWork::begin(app).await?;
     let moved = sqlx::query(
         "UPDATE docket.runs SET job_id = NULL, archive_url = NULL, search_attempt = search_attempt + 1,
-             state = $3, seq = seq + 1, updated_at = now()
+             state = $3, seq = seq + 1, parked = false, updated_at = now()
          WHERE run_id = $1 AND seq = $2 AND state = $4",
     )
     .bind(step.run_id)
@@ -171,16 +184,28 @@ async fn unpack(app: &App, run: &Run, archive: PathBuf, work: &tempfile::TempDir
             let outcome = match entry.outcome {
                 EntryOutcome::File { path, size } => {
                     app.scratch.put_file(&scratch::original(run_id, index), &path).await?;
-                    app.scratch.put_bytes(&scratch::name(run_id, index), entry.name.clone().into_bytes()).await?;
+                    app.scratch.put_bytes(&scratch::name(run_id, index), label(&entry.name).into_bytes()).await?;
                     Ok((path, size))
                 }
                 EntryOutcome::Failed { reason } => Err(reason),
             };
-            Ok::<_, StageError>(Doc { index, name: entry.name, outcome })
+            Ok::<_, StageError>(Doc { index, name: label(&entry.name), outcome })
         })
         .buffered(16)
         .try_collect()
         .await
+}
+
+/// An entry's name as a label: control characters (PostgreSQL refuses NUL
+/// in text) replaced, and at most 500 characters, keeping both ends.
+fn label(name: &str) -> String {
+    let clean: Vec<char> = name.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect();
+    if clean.len() <= 500 {
+        return clean.into_iter().collect();
+    }
+    let head: String = clean[..200].iter().collect();
+    let tail: String = clean[clean.len() - 299..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// One commit: every document row, the run's totals and state, and a store
@@ -193,7 +218,7 @@ async fn record(app: &App, step: Step, run: &Run, docs: &[Doc]) -> StageResult {
     let mut uow = UnitOfWork::begin(app).await?;
     let moved = sqlx::query(
         "UPDATE docket.runs SET docs_total = $3, docs_done = $4, docs_failed = $4, documents_status = $5,
-             holds_job_slot = false, state = $6, seq = seq + 1, updated_at = now(), last_error = NULL
+             holds_job_slot = false, state = $6, seq = seq + 1, parked = false, updated_at = now(), last_error = NULL
          WHERE run_id = $1 AND seq = $2 AND state = $7",
     )
     .bind(step.run_id)

@@ -47,7 +47,7 @@ impl Handler for Report {
         };
         let mut uow = UnitOfWork::begin(app).await?;
         let done = sqlx::query(
-            "UPDATE docket.runs SET state = $3, finished_at = now(), seq = seq + 1, updated_at = now(),
+            "UPDATE docket.runs SET state = $3, finished_at = now(), seq = seq + 1, parked = false, updated_at = now(),
                  documents_status = $5, last_error = NULL
              WHERE run_id = $1 AND seq = $2 AND state = $4",
         )

@@ -48,11 +48,22 @@ impl Handler for Intake {
                 info!(patient_id = pid, %run_id, "run started");
                 return Ok(());
             }
-            if let Some(run_id) = join(&mut uow, pid).await? {
-                runs::event(uow.conn(), run_id, "search", "another request joined the run").await?;
+            if let Some((run_id, parked, state, seq)) = join(&mut uow, pid).await? {
+                // A run whose step was parked would never finish by itself:
+                // the new request sends its current step again (the run's
+                // `seq` guard makes that safe).
+                let restart = if parked { runs::step_queue(&state) } else { None };
+                let event = match restart {
+                    Some(queue) => {
+                        uow.send(Outgoing::new(queue, &Step { run_id, seq }).run(run_id));
+                        "another request restarted the parked run"
+                    }
+                    None => "another request joined the run",
+                };
+                runs::event(uow.conn(), run_id, "search", event).await?;
                 uow.commit(app).await?;
                 app.metrics.runs_joined.inc();
-                info!(patient_id = pid, %run_id, "request joined the run in progress");
+                info!(patient_id = pid, %run_id, restarted = restart.is_some(), "request joined the run in progress");
                 return Ok(());
             }
         }
@@ -73,10 +84,13 @@ async fn start(uow: &mut UnitOfWork, pid: &str) -> Result<Option<Uuid>, sqlx::Er
     .await
 }
 
-async fn join(uow: &mut UnitOfWork, pid: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE docket.runs SET requests = requests + 1, updated_at = now()
-         WHERE patient_id = $1 AND finished_at IS NULL RETURNING run_id",
+/// Joins the run in progress: (run, whether it was parked, state, seq).
+async fn join(uow: &mut UnitOfWork, pid: &str) -> Result<Option<(Uuid, bool, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE docket.runs r SET requests = requests + 1, updated_at = now(), parked = false
+         FROM (SELECT run_id, parked FROM docket.runs WHERE patient_id = $1 AND finished_at IS NULL FOR UPDATE) old
+         WHERE r.run_id = old.run_id
+         RETURNING r.run_id, old.parked, r.state, r.seq",
     )
     .bind(pid)
     .fetch_optional(uow.conn())

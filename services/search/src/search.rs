@@ -55,7 +55,7 @@ impl Handler for Search {
         };
         let mut uow = UnitOfWork::begin(app).await?;
         let moved = sqlx::query(
-            "UPDATE docket.runs SET job_id = $3, polls = 0, state = $4, seq = seq + 1, updated_at = now(),
+            "UPDATE docket.runs SET job_id = $3, polls = 0, state = $4, seq = seq + 1, parked = false, updated_at = now(),
                  last_error = NULL
              WHERE run_id = $1 AND seq = $2 AND state = $5",
         )

@@ -39,7 +39,7 @@ impl Handler for Poll {
         let mut uow = UnitOfWork::begin(app).await?;
         let (sql, to, event) = match &status {
             JobStatus::Pending => (
-                "UPDATE docket.runs SET polls = polls + 1, state = $3, seq = seq + 1, updated_at = now(),
+                "UPDATE docket.runs SET polls = polls + 1, state = $3, seq = seq + 1, parked = false, updated_at = now(),
                      last_error = NULL
                  WHERE run_id = $1 AND seq = $2 AND state = $4",
                 state::POLL,
@@ -47,7 +47,7 @@ impl Handler for Poll {
             ),
             JobStatus::Finished { count, archive_url: Some(url) } if *count > 0 => {
                 uow.send(Outgoing::new(queues::FETCH, &next).run(run.run_id));
-                let sql = "UPDATE docket.runs SET archive_url = $5, state = $3, seq = seq + 1, updated_at = now(),
+                let sql = "UPDATE docket.runs SET archive_url = $5, state = $3, seq = seq + 1, parked = false, updated_at = now(),
                                last_error = NULL
                            WHERE run_id = $1 AND seq = $2 AND state = $4";
                 return finish(
@@ -61,16 +61,19 @@ impl Handler for Poll {
                 )
                 .await;
             }
+            JobStatus::Finished { count, archive_url: None } if *count > 0 => {
+                return Err(StageError::transient(format!("DocEx reported {count} documents but no archive URL")));
+            }
             JobStatus::Finished { .. } => {
                 uow.send(Outgoing::new(queues::REPORT, &next).run(run.run_id));
                 let sql = "UPDATE docket.runs SET documents_status = $5, docs_total = 0, holds_job_slot = false,
-                               state = $3, seq = seq + 1, updated_at = now(), last_error = NULL
+                               state = $3, seq = seq + 1, parked = false, updated_at = now(), last_error = NULL
                            WHERE run_id = $1 AND seq = $2 AND state = $4";
                 return finish(app, uow, step, sql, state::REPORT, Some(NOT_FOUND), "job finished: no documents").await;
             }
             JobStatus::Failed | JobStatus::Missing => (
                 "UPDATE docket.runs SET job_id = NULL, search_attempt = search_attempt + 1, state = $3,
-                     seq = seq + 1, updated_at = now()
+                     seq = seq + 1, parked = false, updated_at = now()
                  WHERE run_id = $1 AND seq = $2 AND state = $4",
                 state::SEARCH,
                 Some(if status == JobStatus::Failed {

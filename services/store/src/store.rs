@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use docket_shared::{
-    App, Handler, Meta, Outgoing, StageResult, UnitOfWork,
+    App, Handler, Meta, Outgoing, StageError, StageResult, UnitOfWork,
     broker::topology::queues,
     db::runs::{self, Step, state},
     messages::{Conversion, ConvertJob, StoreStep, scratch},
@@ -62,7 +62,16 @@ impl Store {
             return Ok(());
         }
         let key = keys::original(&d.patient_id, run_id, n, &d.key_name);
-        let bytes = app.scratch.copy_to(&scratch::original(run_id, n), app.storage(), &key).await?;
+        let bytes = match app.scratch.copy_to(&scratch::original(run_id, n), app.storage(), &key).await {
+            Ok(bytes) => bytes,
+            // The extracted file is gone from scratch: this document cannot
+            // be had any more, which the report says; the run goes on.
+            Err(StageError::Permanent(_)) => {
+                let lost = Outcome::failed("unknown", "the extracted file was lost before it could be stored");
+                return finish(app, run_id, n, "extracted", lost).await;
+            }
+            Err(e) => return Err(e),
+        };
         app.metrics.bytes_stored.inc_by(bytes);
         let mut uow = UnitOfWork::begin(app).await?;
         let moved = sqlx::query(
@@ -82,61 +91,89 @@ impl Store {
         uow.commit(app).await
     }
 
-    async fn pdf(&self, run_id: Uuid, n: i32, outcome: Conversion) -> StageResult {
+    async fn pdf(&self, run_id: Uuid, n: i32, conversion: Conversion) -> StageResult {
         let app = &self.0;
         let Some(d) = doc(app, run_id, n).await? else { return Ok(()) };
         if d.state != "stored" {
             return Ok(());
         }
-        let (new_state, pdf_key, pages, kind, reason) = match &outcome {
+        let outcome = match conversion {
             Conversion::Converted { scratch_key, pages, kind } => {
                 let key = keys::pdf(&d.patient_id, run_id, n, &d.key_name);
-                let bytes = app.scratch.copy_to(scratch_key, app.storage(), &key).await?;
-                app.metrics.bytes_stored.inc_by(bytes);
-                ("done", Some(key), Some(*pages as i32), kind, None)
+                match app.scratch.copy_to(&scratch_key, app.storage(), &key).await {
+                    Ok(bytes) => {
+                        app.metrics.bytes_stored.inc_by(bytes);
+                        Outcome { state: "done", pdf_key: Some(key), pages: Some(pages as i32), kind, reason: None }
+                    }
+                    Err(StageError::Permanent(_)) => {
+                        Outcome::failed(&kind, "the converted PDF was lost before it could be stored")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Conversion::Failed { kind, reason } => ("failed", None, None, kind, Some(reason.as_str())),
+            Conversion::Failed { kind, reason } => Outcome::failed(&kind, &reason),
         };
-        let mut uow = UnitOfWork::begin(app).await?;
-        let moved = sqlx::query(
-            "UPDATE docket.documents SET state = $3, pdf_key = $4, pages = $5, kind = $6, reason = $7,
-                 updated_at = now()
-             WHERE run_id = $1 AND doc = $2 AND state = 'stored'",
-        )
-        .bind(run_id)
-        .bind(n)
-        .bind(new_state)
-        .bind(&pdf_key)
-        .bind(pages)
-        .bind(kind)
-        .bind(reason)
-        .execute(uow.conn())
-        .await?;
-        if moved.rows_affected() == 0 {
-            return Ok(());
-        }
-        let failed = i32::from(new_state == "failed");
-        let (done, total, seq, run_state): (i32, Option<i32>, i64, String) = sqlx::query_as(
-            "UPDATE docket.runs SET docs_done = docs_done + 1, docs_failed = docs_failed + $2, updated_at = now()
-             WHERE run_id = $1 RETURNING docs_done, docs_total, seq, state",
-        )
-        .bind(run_id)
-        .bind(failed)
-        .fetch_one(uow.conn())
-        .await?;
-        if Some(done) == total && run_state == state::DOCUMENTS {
-            let step = Step { run_id, seq };
-            if runs::advance(uow.conn(), step, state::DOCUMENTS, state::REPORT).await? {
-                runs::event(uow.conn(), run_id, "store", &format!("all {done} documents done")).await?;
-                uow.send(Outgoing::new(queues::REPORT, &runs::next(step)).run(run_id));
-                info!(%run_id, documents = done, "last document done; reporting");
-            }
-        }
-        uow.commit(app).await?;
-        let outcome_label = if failed == 1 { "failed" } else { "converted" };
-        app.metrics.documents.get_or_create(&DocumentLabels { outcome: outcome_label, kind: kind.clone() }).inc();
-        Ok(())
+        finish(app, run_id, n, "stored", outcome).await
     }
+}
+
+/// How a document ended.
+struct Outcome {
+    state: &'static str,
+    pdf_key: Option<String>,
+    pages: Option<i32>,
+    kind: String,
+    reason: Option<String>,
+}
+
+impl Outcome {
+    fn failed(kind: &str, reason: &str) -> Outcome {
+        Outcome { state: "failed", pdf_key: None, pages: None, kind: kind.to_string(), reason: Some(reason.to_string()) }
+    }
+}
+
+/// Records a document's end (if it is still in `from`) and counts it; the
+/// count that reaches the total moves the run to its report, exactly once.
+async fn finish(app: &App, run_id: Uuid, n: i32, from: &str, outcome: Outcome) -> StageResult {
+    let mut uow = UnitOfWork::begin(app).await?;
+    let moved = sqlx::query(
+        "UPDATE docket.documents SET state = $3, pdf_key = $4, pages = $5, kind = $6, reason = $7, updated_at = now()
+         WHERE run_id = $1 AND doc = $2 AND state = $8",
+    )
+    .bind(run_id)
+    .bind(n)
+    .bind(outcome.state)
+    .bind(&outcome.pdf_key)
+    .bind(outcome.pages)
+    .bind(&outcome.kind)
+    .bind(&outcome.reason)
+    .bind(from)
+    .execute(uow.conn())
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(());
+    }
+    let failed = i32::from(outcome.state == "failed");
+    let (done, total, seq, run_state): (i32, Option<i32>, i64, String) = sqlx::query_as(
+        "UPDATE docket.runs SET docs_done = docs_done + 1, docs_failed = docs_failed + $2, updated_at = now()
+         WHERE run_id = $1 RETURNING docs_done, docs_total, seq, state",
+    )
+    .bind(run_id)
+    .bind(failed)
+    .fetch_one(uow.conn())
+    .await?;
+    if Some(done) == total && run_state == state::DOCUMENTS {
+        let step = Step { run_id, seq };
+        if runs::advance(uow.conn(), step, state::DOCUMENTS, state::REPORT).await? {
+            runs::event(uow.conn(), run_id, "store", &format!("all {done} documents done")).await?;
+            uow.send(Outgoing::new(queues::REPORT, &runs::next(step)).run(run_id));
+            info!(%run_id, documents = done, "last document done; reporting");
+        }
+    }
+    uow.commit(app).await?;
+    let label = if failed == 1 { "failed" } else { "converted" };
+    app.metrics.documents.get_or_create(&DocumentLabels { outcome: label, kind: outcome.kind }).inc();
+    Ok(())
 }
 
 /// The extension of an archive name, lower-cased and short, as a hint for

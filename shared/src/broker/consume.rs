@@ -110,7 +110,7 @@ impl<H: Handler> Typed<H> {
         let body = delivery.data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&delivery.data);
         let input: H::Input = match serde_json::from_slice(body) {
             Ok(input) => input,
-            Err(e) => return Outcome::Failed(StageError::permanent(format!("not a valid {} message: {e}", H::QUEUE))),
+            Err(e) => return Outcome::Failed(StageError::permanent(undecodable(H::QUEUE, &e))),
         };
         match AssertUnwindSafe(self.handler.handle(input, meta)).catch_unwind().await {
             Ok(Ok(())) => Outcome::Done,
@@ -128,6 +128,19 @@ enum Outcome {
     Done,
     Redelay,
     Failed(StageError),
+}
+
+/// Why a body could not be decoded, without serde's text, which quotes the
+/// body (whoever published to `patients` may have put a name in it).
+fn undecodable(queue: &str, e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax | Category::Eof => "it is not JSON",
+        Category::Data => "its fields are missing or of the wrong type",
+        Category::Io => "it could not be read",
+    };
+    let expected = if queue == crate::broker::topology::queues::PATIENTS { r#" (expected {"patient_id": "…"})"# } else { "" };
+    format!("not a valid {queue} message: {what} at line {} column {}{expected}", e.line(), e.column())
 }
 
 fn early_by(meta: &Meta) -> Option<Duration> {
@@ -174,9 +187,9 @@ async fn settle(app: &App, delivery: &Delivery, meta: &Meta, outcome: Outcome) -
         }
         Outcome::Failed(StageError::Transient { reason, after }) => {
             let delay = after.unwrap_or_else(|| backoff(app, meta.attempt));
-            warn!(%reason, attempt = meta.attempt + 1, retry_in = ?delay, "transient failure; will retry");
+            warn!(%reason, attempt = meta.attempt.saturating_add(1), retry_in = ?delay, "transient failure; will retry");
             app.note_error(meta.run_id, &reason).await;
-            (app.broker.publisher.send(&again(meta.attempt + 1, delay)).await.map_err(Into::into), "retried")
+            (app.broker.publisher.send(&again(meta.attempt.saturating_add(1), delay)).await.map_err(Into::into), "retried")
         }
         Outcome::Failed(StageError::Wait { reason, after }) => {
             debug!(%reason, wait = ?after, "waiting through a delay queue");
@@ -189,6 +202,7 @@ async fn settle(app: &App, delivery: &Delivery, meta: &Meta, outcome: Outcome) -
         }
         Outcome::Failed(StageError::Permanent(reason)) => {
             warn!(%reason, "parking the message");
+            app.note_parked(meta.run_id, &reason).await;
             (park(app, delivery, meta.queue, &reason).await, "parked")
         }
     };

@@ -15,6 +15,9 @@ pub const H_REASON: &str = "x-docket-reason";
 pub const H_PARKED_AT: &str = "x-docket-parked-at";
 pub const H_STAGE: &str = "x-docket-stage";
 
+/// The longest a message may be told to wait.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 /// Milliseconds since the Unix epoch, the clock of `not-before` headers.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -50,9 +53,11 @@ impl Outgoing {
         self
     }
 
-    /// Handle no earlier than `delay` from now.
+    /// Handle no earlier than `delay` from now (at most a day: nothing in
+    /// docket waits longer, and a clock must not overflow).
     pub fn after(mut self, delay: Duration) -> Outgoing {
-        self.not_before_ms = (!delay.is_zero()).then(|| now_ms() + delay.as_millis() as i64);
+        let ms = delay.min(MAX_DELAY).as_millis() as i64;
+        self.not_before_ms = (ms > 0).then(|| now_ms().saturating_add(ms));
         self
     }
 
@@ -120,10 +125,12 @@ impl Meta {
         let h = headers.unwrap_or(&empty);
         Meta {
             queue,
-            attempt: header_int(h, H_ATTEMPT).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            // Headers of `patients` messages come from anyone: bounded here.
+            attempt: header_int(h, H_ATTEMPT).map_or(0, |n| n.clamp(0, 1_000_000) as u32),
             run_id: header_text(h, H_RUN).and_then(|s| Uuid::parse_str(&s).ok()),
             redelivered,
-            not_before_ms: header_int(h, H_NOT_BEFORE),
+            not_before_ms: header_int(h, H_NOT_BEFORE)
+                .map(|nb| nb.min(now_ms().saturating_add(MAX_DELAY.as_millis() as i64))),
         }
     }
 }

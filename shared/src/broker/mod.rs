@@ -8,6 +8,7 @@
 //! redelivered) is both simpler and what actually happens on the wire.
 
 pub mod consume;
+pub mod dead;
 pub mod message;
 pub mod publish;
 pub mod topology;
@@ -119,17 +120,23 @@ impl Broker {
         if consumers.is_empty() {
             shutdown.cancelled().await;
         }
-        let mut outcome = Ok(());
-        while let Some(done) = loops.join_next().await {
-            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(e) = result {
-                // Stop the siblings too; their in-flight work is dropped.
-                stop.cancel();
-                loops.abort_all();
-                outcome = Err(e);
-                break;
-            }
+        let broken = self.publisher.broken();
+        loop {
+            let failed = tokio::select! {
+                done = loops.join_next() => match done {
+                    None => return Ok(()),
+                    Some(result) => match result.map_err(anyhow::Error::from).and_then(|r| r) {
+                        Ok(()) => continue,
+                        Err(e) => e,
+                    },
+                },
+                _ = broken.notified() => anyhow::anyhow!("the publishing channel closed"),
+            };
+            // Stop the siblings too; their in-flight work is dropped and
+            // the broker delivers it again.
+            stop.cancel();
+            loops.abort_all();
+            return Err(failed);
         }
-        outcome
     }
 }

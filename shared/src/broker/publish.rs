@@ -55,11 +55,14 @@ pub struct Raw<'a> {
 pub struct Publisher {
     channel: Arc<RwLock<Option<Channel>>>,
     tiers: Arc<Vec<Duration>>,
+    /// Woken when the channel turns out to be closed, so the supervisor
+    /// rebuilds the session instead of every publish failing from then on.
+    broken: Arc<tokio::sync::Notify>,
 }
 
 impl Publisher {
     pub fn new(tiers: Vec<Duration>) -> Publisher {
-        Publisher { channel: Arc::default(), tiers: Arc::new(tiers) }
+        Publisher { channel: Arc::default(), tiers: Arc::new(tiers), broken: Arc::default() }
     }
 
     pub(crate) async fn set_channel(&self, channel: Option<Channel>) {
@@ -74,8 +77,25 @@ impl Publisher {
         self.channel.try_read().map(|c| c.as_ref().is_some_and(|ch| ch.status().connected())).unwrap_or(true)
     }
 
+    pub(crate) fn broken(&self) -> Arc<tokio::sync::Notify> {
+        self.broken.clone()
+    }
+
     async fn current(&self) -> Result<Channel, PublishError> {
-        self.channel.read().await.clone().ok_or(PublishError::NotConnected)
+        let channel = self.channel.read().await.clone().ok_or(PublishError::NotConnected)?;
+        if !channel.status().connected() {
+            self.broken.notify_waiters();
+            return Err(PublishError::NotConnected);
+        }
+        Ok(channel)
+    }
+
+    /// Reports channel failures to the supervisor on the way out.
+    fn watch<T>(&self, result: Result<T, PublishError>) -> Result<T, PublishError> {
+        if matches!(result, Err(PublishError::Broker(_) | PublishError::Timeout(_))) {
+            self.broken.notify_waiters();
+        }
+        result
     }
 
     /// Picks the exchange for a message: straight to the work exchange when
@@ -100,6 +120,11 @@ impl Publisher {
         if outs.is_empty() {
             return Ok(());
         }
+        let result = self.publish_all(outs).await;
+        self.watch(result)
+    }
+
+    async fn publish_all(&self, outs: &[Outgoing]) -> Result<(), PublishError> {
         let channel = self.current().await?;
         let mut pending = Vec::with_capacity(outs.len());
         for out in outs {
@@ -121,6 +146,11 @@ impl Publisher {
     }
 
     pub async fn send_raw(&self, raw: Raw<'_>) -> Result<(), PublishError> {
+        let result = self.publish_raw(raw).await;
+        self.watch(result)
+    }
+
+    async fn publish_raw(&self, raw: Raw<'_>) -> Result<(), PublishError> {
         let channel = self.current().await?;
         let props = properties(raw.headers, raw.message_id);
         let confirm =

@@ -5,8 +5,9 @@
 //! ```text
 //! publish ──► docket.work (direct, key = queue name) ──► patients, docket.task, … docket.report
 //! delay   ──► docket.delay.<ms> (fanout) ──► queue with TTL <ms> ──(dead-letter)──► docket.work
-//! park    ──► docket.parked (fanout) ──► docket.parked      (also where the broker dead-letters
-//!                                                            a message over its delivery limit)
+//! park    ──► docket.parked (fanout) ──► docket.parked
+//! dead    ──► docket.dead (fanout) ──► docket.dead          (the broker's own dead-letters: a message
+//!                                                            over its delivery limit; marked and parked)
 //! hold    ──► default exchange ──► docket.hold.<api>        (moved back when the breaker closes)
 //! ```
 
@@ -23,6 +24,8 @@ use crate::settings::Settings;
 pub const WORK_EXCHANGE: &str = "docket.work";
 pub const PARKED_EXCHANGE: &str = "docket.parked";
 pub const PARKED: &str = "docket.parked";
+pub const DEAD_EXCHANGE: &str = "docket.dead";
+pub const DEAD: &str = "docket.dead";
 
 /// The work queues, one per step. `patients` is the public intake queue.
 pub mod queues {
@@ -73,7 +76,7 @@ fn work_args(settings: &Settings) -> FieldTable {
         // A message that kills its consumer again and again (SIGKILL
         // included) is parked by the broker after this many deliveries.
         ("x-delivery-limit", AMQPValue::LongLongInt(settings.delivery_limit.into())),
-        ("x-dead-letter-exchange", text(PARKED_EXCHANGE)),
+        ("x-dead-letter-exchange", text(DEAD_EXCHANGE)),
         ("x-dead-letter-strategy", text("at-least-once")),
     ])
 }
@@ -94,6 +97,11 @@ pub async fn declare(conn: &Connection, settings: &Settings, apis: &[&str]) -> l
     channel.exchange_declare(PARKED_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone()).await?;
     channel.queue_declare(PARKED.into(), durable(), quorum(&[])).await?;
     bind(channel, PARKED, PARKED_EXCHANGE, "").await?;
+    channel
+        .exchange_declare(DEAD_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone())
+        .await?;
+    channel.queue_declare(DEAD.into(), durable(), quorum(&[])).await?;
+    bind(channel, DEAD, DEAD_EXCHANGE, "").await?;
 
     for queue in queues::ALL {
         if queue != queues::PATIENTS {

@@ -51,6 +51,7 @@ pub struct Run {
     pub tt_status_set: bool,
     pub report_id: Option<String>,
     pub last_error: Option<String>,
+    pub parked: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -86,7 +87,7 @@ pub async fn current(pool: &PgPool, step: Step, state: &str) -> StageResult<Opti
 /// someone else moved it first (then the caller must not send anything).
 pub async fn advance(conn: &mut PgConnection, step: Step, from: &str, to: &str) -> Result<bool, sqlx::Error> {
     let moved = sqlx::query(
-        "UPDATE docket.runs SET state = $3, seq = seq + 1, updated_at = now(), last_error = NULL
+        "UPDATE docket.runs SET state = $3, seq = seq + 1, parked = false, updated_at = now(), last_error = NULL
          WHERE run_id = $1 AND seq = $2 AND state = $4",
     )
     .bind(step.run_id)
@@ -96,6 +97,34 @@ pub async fn advance(conn: &mut PgConnection, step: Step, from: &str, to: &str) 
     .execute(conn)
     .await?;
     Ok(moved.rows_affected() == 1)
+}
+
+/// The queue of the step message for a run in `state`, if its state has one
+/// (a run among its documents has one message per document instead).
+pub fn step_queue(state: &str) -> Option<&'static str> {
+    use crate::broker::topology::queues;
+    Some(match state {
+        state::TASK => queues::TASK,
+        state::SEARCH => queues::SEARCH,
+        state::POLL => queues::STATUS,
+        state::FETCH => queues::FETCH,
+        state::REPORT => queues::REPORT,
+        _ => return None,
+    })
+}
+
+/// Marks the run of a parked message: it waits for an operator (or a new
+/// request for the patient) and gives its DocEx job slot back meanwhile.
+pub async fn mark_parked(pool: &PgPool, run_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE docket.runs SET parked = true, holds_job_slot = false, last_error = $2, updated_at = now()
+         WHERE run_id = $1 AND finished_at IS NULL",
+    )
+    .bind(run_id)
+    .bind(format!("parked: {reason}"))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// The step a message for the run's next state carries.

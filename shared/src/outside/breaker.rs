@@ -94,9 +94,10 @@ impl Breaker {
             threshold: settings.breaker_threshold.max(1),
             cooldown: settings.breaker_cooldown,
             cooldown_max: settings.breaker_cooldown_max,
-            // A probe that never reports (its caller crashed, or is waiting
-            // for a budget slot) must not keep the breaker shut for long.
-            probe_lease: settings.http_timeout + Duration::from_secs(5),
+            // Long enough for a probe that waits for its budget slot and then
+            // its answer, so no second probe goes out meanwhile; short enough
+            // that a probe whose caller crashed does not keep it shut long.
+            probe_lease: settings.limit_max_hold + settings.http_timeout + Duration::from_secs(5),
         }
     }
 

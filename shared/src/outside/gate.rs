@@ -47,7 +47,10 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .read_timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Idle connections stay warm between sparse requests (one a minute
+        // per replica at the default DocEx budget): a cold TLS handshake
+        // would add jitter between the reserved slot and the arrival.
+        .pool_idle_timeout(Duration::from_secs(120))
         .user_agent("docket/0.1")
         .build()?)
 }
@@ -60,7 +63,8 @@ fn retry_after(response: &Response) -> Duration {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1))
-        .max(Duration::from_millis(100))
+        // An absurd answer must not park work for years (or overflow a clock).
+        .clamp(Duration::from_millis(100), Duration::from_secs(3600))
 }
 
 impl Gate {
@@ -78,23 +82,35 @@ impl Gate {
         admission: Admission,
         request: RequestBuilder,
     ) -> StageResult<Response> {
-        let verdict = self.breaker.admit(self.api).await?;
-        if let Verdict::Wait(_) = verdict {
-            return Err(StageError::Blocked { api: self.api });
-        }
+        let mut verdict = self.admit().await?;
         let max_wait = match admission {
             Admission::Hold => self.max_hold,
             Admission::NextOnly => self.limiter.interval(budget),
         };
         let labels = BudgetLabels { budget: budget.as_str() };
-        match self.limiter.reserve(budget, max_wait).await? {
-            Slot::Reserved(wait) => {
-                self.metrics.limiter_wait.get_or_create(&labels).observe(wait.as_secs_f64());
-                tokio::time::sleep(wait).await;
-            }
-            Slot::Deferred(after) => {
-                self.metrics.limiter_deferred.get_or_create(&labels).inc();
-                return Err(StageError::wait(after, format!("{} budget spent for now", budget.as_str())));
+        loop {
+            match self.limiter.reserve(budget, max_wait).await? {
+                Slot::Reserved(wait, epoch) => {
+                    self.metrics.limiter_wait.get_or_create(&labels).observe(wait.as_secs_f64());
+                    if wait.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                    // Much can happen while we slept: the API may have gone
+                    // dark (then nobody should send), or Redis may have lost
+                    // the schedule our slot belonged to (then take a new one).
+                    if verdict != Verdict::Probe {
+                        verdict = self.admit().await?;
+                    }
+                    if self.limiter.still_valid(budget, &epoch).await? {
+                        break;
+                    }
+                    warn!(budget = budget.as_str(), "the limiter's schedule was lost (Redis restarted?); reserving again");
+                }
+                Slot::Deferred(after) => {
+                    self.metrics.limiter_deferred.get_or_create(&labels).inc();
+                    return Err(StageError::wait(after, format!("{} budget spent for now", budget.as_str())));
+                }
             }
         }
         let started = std::time::Instant::now();
@@ -121,9 +137,21 @@ impl Gate {
                     return Err(StageError::Blocked { api: self.api });
                 }
             }
+            Err(StageError::Wait { after, .. }) if outcome == "rate_limited" => {
+                // Someone else shares the credential: the whole fleet backs off.
+                self.limiter.push_back(budget, *after).await?;
+            }
             Err(_) => {}
         }
         result
+    }
+
+    /// Asks the breaker; an open breaker means the message waits in the hold queue.
+    async fn admit(&self) -> StageResult<Verdict> {
+        match self.breaker.admit(self.api).await? {
+            Verdict::Wait(_) => Err(StageError::Blocked { api: self.api }),
+            v => Ok(v),
+        }
     }
 
     fn classify(&self, endpoint: &str, sent: reqwest::Result<Response>) -> (&'static str, StageResult<Response>) {

@@ -16,10 +16,20 @@ use crate::{
     settings::Settings,
 };
 
-/// KEYS[1]: the budget's TAT (µs). ARGV: interval µs, longest wait µs the
-/// caller accepts. Returns {reserved (0|1), wait µs}. When the wait is longer
-/// than accepted nothing is reserved, so a deferred caller spends nothing.
+/// KEYS[1]: the budget's TAT (µs); KEYS[2]: its epoch. ARGV: interval µs,
+/// longest wait µs the caller accepts, a fresh epoch id. Returns {reserved
+/// (0|1), wait µs, epoch}. When the wait is longer than accepted nothing is
+/// reserved, so a deferred caller spends nothing.
+///
+/// The epoch (a key without expiry) changes only when Redis lost its data: a
+/// caller that slept on a reservation checks it before sending, and reserves
+/// again if its reservation belonged to a schedule that no longer exists.
 const GCRA: &str = r"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -27,17 +37,32 @@ local max_wait = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - now
-if wait > max_wait then return {0, wait} end
+if wait > max_wait then return {0, wait, epoch} end
 local next_tat = tat + interval
 local ttl_ms = math.floor((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', ttl_ms)
-return {1, wait}
+return {1, wait, epoch}
+";
+
+/// KEYS[1]: the budget's TAT (µs). ARGV: µs from now before which nobody
+/// may send. Pushes the schedule back (never forward) after a 429, so every
+/// replica waits out the other side's Retry-After, not only the one told.
+const PUSH: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local until_ = now + tonumber(ARGV[1])
+if until_ > tat then
+  redis.call('SET', KEYS[1], string.format('%d', until_), 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return 1
 ";
 
 #[derive(Clone)]
 pub struct Limiter {
     redis: Redis,
     script: Script,
+    push: Script,
     search: Duration,
     status: Duration,
     tracker: Duration,
@@ -46,8 +71,8 @@ pub struct Limiter {
 /// The answer to an admission request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Slot {
-    /// Reserved: send after this wait.
-    Reserved(Duration),
+    /// Reserved in the schedule `epoch`: send after this wait.
+    Reserved(Duration, String),
     /// Not reserved: the next slot is this far away.
     Deferred(Duration),
 }
@@ -58,6 +83,7 @@ impl Limiter {
         Limiter {
             redis,
             script: Script::new(GCRA),
+            push: Script::new(PUSH),
             search: settings.docex_search_rate.interval_with_margin(m),
             status: settings.docex_status_rate.interval_with_margin(m),
             tracker: settings.tasktracker_rate.interval_with_margin(m),
@@ -72,18 +98,48 @@ impl Limiter {
         }
     }
 
+    fn unavailable(e: redis::RedisError) -> StageError {
+        StageError::transient(format!("rate limiter unavailable (redis): {e}"))
+    }
+
     /// Reserves the next slot of `budget` if it is at most `max_wait` away.
     pub async fn reserve(&self, budget: Budget, max_wait: Duration) -> StageResult<Slot> {
         let mut conn = self.redis.conn.clone();
-        let (reserved, wait_us): (i64, i64) = self
+        let (reserved, wait_us, epoch): (i64, i64, String) = self
             .script
             .key(self.redis.key(&["limit", budget.as_str()]))
+            .key(self.redis.key(&["limit", budget.as_str(), "epoch"]))
             .arg(self.interval(budget).as_micros() as i64)
             .arg(max_wait.as_micros() as i64)
+            .arg(uuid::Uuid::new_v4().to_string())
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| StageError::transient(format!("rate limiter unavailable (redis): {e}")))?;
+            .map_err(Self::unavailable)?;
         let wait = Duration::from_micros(wait_us.max(0) as u64);
-        Ok(if reserved == 1 { Slot::Reserved(wait) } else { Slot::Deferred(wait) })
+        Ok(if reserved == 1 { Slot::Reserved(wait, epoch) } else { Slot::Deferred(wait) })
+    }
+
+    /// Whether a reservation made in `epoch` still stands (Redis kept its data).
+    pub async fn still_valid(&self, budget: Budget, epoch: &str) -> StageResult<bool> {
+        let mut conn = self.redis.conn.clone();
+        let current: Option<String> = redis::cmd("GET")
+            .arg(self.redis.key(&["limit", budget.as_str(), "epoch"]))
+            .query_async(&mut conn)
+            .await
+            .map_err(Self::unavailable)?;
+        Ok(current.as_deref() == Some(epoch))
+    }
+
+    /// After a 429: nobody of the fleet sends on this budget for `after`.
+    pub async fn push_back(&self, budget: Budget, after: Duration) -> StageResult {
+        let mut conn = self.redis.conn.clone();
+        let _: i64 = self
+            .push
+            .key(self.redis.key(&["limit", budget.as_str()]))
+            .arg(after.as_micros() as i64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::unavailable)?;
+        Ok(())
     }
 }
