@@ -12,6 +12,7 @@
 pub mod env;
 pub mod rabbit;
 pub mod redis;
+pub mod s3;
 pub mod stages;
 pub mod wait;
 

@@ -147,8 +147,8 @@ impl Service {
         let app = Arc::new(App {
             service: self.name,
             broker: Broker::new(&settings, &format!("docket-{}", self.name)),
-            scratch: Store::open(&settings.scratch_url, "SCRATCH_URL")?,
-            storage: if needs.storage { Some(Store::open(&settings.storage_url, "STORAGE_URL")?) } else { None },
+            scratch: Store::open(&settings.scratch_url, "SCRATCH_URL", &settings.aws)?,
+            storage: if needs.storage { Some(Store::open(&settings.storage_url, "STORAGE_URL", &settings.aws)?) } else { None },
             metrics,
             shutdown: shutdown.clone(),
             db,

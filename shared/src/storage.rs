@@ -10,12 +10,17 @@ use std::{path::PathBuf, sync::Arc};
 
 use futures::StreamExt;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, aws::AmazonS3Builder, local::LocalFileSystem,
+    ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    local::LocalFileSystem,
     path::Path as Key, prefix::PrefixStore,
 };
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{StageError, StageResult};
+use crate::{
+    error::{StageError, StageResult},
+    settings::Secret,
+};
 
 /// Files up to this size are written in one request; larger ones stream in parts.
 const SINGLE_PUT: u64 = 8 << 20;
@@ -75,8 +80,9 @@ fn storage_error(doing: &str, k: &str, e: object_store::Error) -> StageError {
 }
 
 impl Store {
-    /// Opens the store a URL names; `setting` names the setting in errors.
-    pub fn open(url: &str, setting: &str) -> anyhow::Result<Store> {
+    /// Opens the store a URL names; `setting` names the setting in errors;
+    /// `aws` are the `AWS_*` settings an `s3://` store takes.
+    pub fn open(url: &str, setting: &str, aws: &[(String, Secret)]) -> anyhow::Result<Store> {
         let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
         match parsed.scheme() {
             "file" => {
@@ -90,10 +96,14 @@ impl Store {
                 Ok(Store { inner: Arc::new(fs), local: Some(dir) })
             }
             "s3" => {
-                let s3 = AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
+                let mut builder = AmazonS3Builder::new();
+                for (name, value) in aws {
+                    // Names object_store does not know (AWS_PROFILE, say) are not ours to refuse.
+                    if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                        builder = builder.with_config(key, value.expose());
+                    }
+                }
+                let s3 = builder.with_url(url).build().map_err(|e| anyhow::anyhow!("setting {setting}: {e}"))?;
                 let prefix = parsed.path().trim_matches('/');
                 let inner: Arc<dyn ObjectStore> =
                     if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };

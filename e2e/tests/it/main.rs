@@ -10,3 +10,4 @@ mod intake;
 mod outages;
 mod pipeline;
 mod restarts;
+mod s3;

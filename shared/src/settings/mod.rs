@@ -55,6 +55,9 @@ pub struct Settings {
     /// `SCRATCH_URL` [file://$PWD/var/scratch]: bytes in flight between stages;
     /// every stage must see the same scratch store.
     pub scratch_url: String,
+    /// `AWS_*` (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, …): options of `s3://` stores.
+    pub aws: Vec<(String, Secret)>,
     /// `WORK_DIR` [$TMPDIR/docket]: local disk for downloads and conversions.
     pub work_dir: PathBuf,
     /// `DOCEX_URL` [http://127.0.0.1:9000] and `DOCEX_TOKEN` [none].
@@ -139,6 +142,12 @@ impl Vars {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
     }
+    fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> =
+            self.0.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        found.sort();
+        found
+    }
     fn text(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or(default).to_string()
     }
@@ -195,6 +204,7 @@ impl Settings {
             database_pool: v.parsed("DATABASE_POOL", "10", number)?,
             storage_url: v.parsed("STORAGE_URL", &local("storage"), store_url)?,
             scratch_url: v.parsed("SCRATCH_URL", &local("scratch"), store_url)?,
+            aws: v.with_prefix("AWS_").into_iter().map(|(k, val)| (k, Secret::new(val))).collect(),
             work_dir: v.get("WORK_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("docket")),
             docex_url: v.parsed("DOCEX_URL", "http://127.0.0.1:9000", url)?,
             docex_token: v.get("DOCEX_TOKEN").map(Secret::new),
