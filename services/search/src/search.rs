@@ -50,7 +50,14 @@ impl Handler for Search {
                 Err(StageError::Wait { after, .. }) if started.elapsed() + after < hold => {
                     tokio::time::sleep(after + Duration::from_millis(rand_ms(5))).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // No job was started, so the slot goes back: a run that
+                    // waits out an outage (in the hold queue) or a long
+                    // delay must not keep a slot that the runs ahead of it
+                    // in the queue need. It takes one again when it is back.
+                    give_back_job_slot(app, &run).await?;
+                    return Err(e);
+                }
             }
         };
         let mut uow = UnitOfWork::begin(app).await?;
@@ -99,4 +106,14 @@ async fn take_job_slot(app: &App, run: &Run) -> StageResult<bool> {
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Frees this run's job slot, if it still holds one and has no job yet.
+async fn give_back_job_slot(app: &App, run: &Run) -> StageResult<()> {
+    sqlx::query("UPDATE docket.runs SET holds_job_slot = false WHERE run_id = $1 AND state = $2 AND holds_job_slot")
+        .bind(run.run_id)
+        .bind(state::SEARCH)
+        .execute(&app.db().pool)
+        .await?;
+    Ok(())
 }
