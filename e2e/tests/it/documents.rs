@@ -92,11 +92,12 @@ async fn a_hostile_archive_writes_nothing_outside_its_area_fails_each_hostile_en
     let report = report_of(&env, "H1").await;
     assert_eq!(report.documents.len() + report.failures.len(), 24, "every entry is listed");
     let failed = |name: &str| report.failures.iter().find(|f| f.name == name).map(|f| f.reason.clone());
-    for name in ["../../escape.txt", "a/../../b.txt", "/etc/docket-evil.txt", "..\\..\\windows-escape.txt"] {
+    let escaping = ["../../escape.txt", "a/../../b.txt", "/etc/docket-evil.txt", "..\\..\\windows-escape.txt"];
+    for name in escaping {
         let reason = failed(name).unwrap_or_else(|| panic!("{name} is not listed as a failure"));
         assert!(reason.contains("escapes"), "{name}: {reason}");
     }
-    for name in [
+    let unusable = [
         "links/passwd",
         "bomb/zeros.txt",
         "bomb/ratio.bin",
@@ -104,7 +105,8 @@ async fn a_hostile_archive_writes_nothing_outside_its_area_fails_each_hostile_en
         "images/broken.jpg",
         "secret/encrypted.txt",
         "nested/inner.zip",
-    ] {
+    ];
+    for name in unusable {
         let reason = failed(name).unwrap_or_else(|| panic!("{name} is not listed as a failure"));
         assert!(!reason.is_empty(), "{name} failed without a reason");
     }
@@ -112,7 +114,16 @@ async fn a_hostile_archive_writes_nothing_outside_its_area_fails_each_hostile_en
         report.documents.iter().any(|d| d.name == "reports/not-really.pdf"),
         "a text file named .pdf is judged by its content"
     );
-    assert!(report.documents.len() >= 24 - 13, "the ordinary entries were converted: {report:?}");
+    // The rest are ordinary entries: each is converted, unless it is junk no
+    // converter can use, or a Word/RTF file on a host without LibreOffice.
+    for f in
+        report.failures.iter().filter(|f| !escaping.contains(&f.name.as_str()) && !unusable.contains(&f.name.as_str()))
+    {
+        let junk = f.reason.contains("not a recognised document type");
+        let no_office = f.reason.contains("LibreOffice is needed");
+        assert!(junk || no_office, "an ordinary entry failed: {} ({})", f.name, f.reason);
+    }
+    assert!(report.documents.len() >= 24 - 13 - 2, "the ordinary entries were converted: {report:?}");
 
     // Nothing escaped: no file anywhere but in storage, scratch and work areas.
     assert!(!Path::new("/etc/docket-evil.txt").exists());
