@@ -93,17 +93,21 @@ pub async fn wait(settings: &Settings, timeout: &str) -> anyhow::Result<()> {
     let limit = duration(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     let db = db(settings)?;
     let started = std::time::Instant::now();
+    // The database's clock, so that "finished since" means the same thing as finished_at.
+    let (since,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as("SELECT now()").fetch_one(&db.pool).await?;
     let mut quiet = 0;
     let mut last = String::new();
     loop {
         let (active, done): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE finished_at IS NULL), count(*) FILTER (WHERE finished_at IS NOT NULL)
+            "SELECT count(*) FILTER (WHERE finished_at IS NULL), count(*) FILTER (WHERE finished_at >= $1)
              FROM docket.runs",
         )
+        .bind(since)
         .fetch_one(&db.pool)
         .await?;
         let waiting = intake_depth(settings).await?;
-        let line = format!("{active} runs in progress, {done} finished, {waiting} requests waiting");
+        let line =
+            format!("{active} runs in progress, {done} finished since the wait began, {waiting} requests waiting");
         if line != last {
             println!("[{:>5}s] {line}", started.elapsed().as_secs());
             last = line;
