@@ -148,7 +148,11 @@ impl Service {
             service: self.name,
             broker: Broker::new(&settings, &format!("docket-{}", self.name)),
             scratch: Store::open(&settings.scratch_url, "SCRATCH_URL", &settings.aws)?,
-            storage: if needs.storage { Some(Store::open(&settings.storage_url, "STORAGE_URL", &settings.aws)?) } else { None },
+            storage: if needs.storage {
+                Some(Store::open(&settings.storage_url, "STORAGE_URL", &settings.aws)?)
+            } else {
+                None
+            },
             metrics,
             shutdown: shutdown.clone(),
             db,

@@ -13,7 +13,8 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
     aws::{AmazonS3Builder, AmazonS3ConfigKey},
     local::LocalFileSystem,
-    path::Path as Key, prefix::PrefixStore,
+    path::Path as Key,
+    prefix::PrefixStore,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -71,7 +72,9 @@ fn storage_error(doing: &str, k: &str, e: object_store::Error) -> StageError {
                 },
                 object_store::Error::PermissionDenied { .. } => "permission denied".into(),
                 object_store::Error::Unauthenticated { .. } => "not authenticated".into(),
-                object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } => "conflict".into(),
+                object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } => {
+                    "conflict".into()
+                }
                 _ => "storage error".into(),
             };
             StageError::transient(format!("{doing} {k}: {kind}"))

@@ -112,7 +112,10 @@ async fn a_parked_step_marks_its_run_frees_its_job_slot_and_a_new_request_restar
     })
     .await;
     // While it waits, its row becomes unusable: its search step must park.
-    sqlx::query("UPDATE patients SET first_name = '' WHERE patient_id = 'P-SECOND'").execute(&env.pool).await.expect("updating");
+    sqlx::query("UPDATE patients SET first_name = '' WHERE patient_id = 'P-SECOND'")
+        .execute(&env.pool)
+        .await
+        .expect("updating");
     eventually(Duration::from_secs(60), "the second run parked", || async {
         let (state, parked, slot) = state_of("P-SECOND")().await?;
         if parked && !slot { Ok(()) } else { Err(format!("{state} parked={parked} slot={slot}")) }

@@ -36,10 +36,11 @@ async fn with_storage_and_scratch_on_s3_every_original_and_pdf_lands_in_the_buck
         std::fs::write(&local, &pdf).expect("writing a copy");
         assert_valid_pdf(&local, d.pages);
     }
-    let originals: Vec<String> = sqlx::query_scalar("SELECT original_key FROM docket.documents WHERE original_key IS NOT NULL")
-        .fetch_all(&env.pool)
-        .await
-        .expect("reading documents");
+    let originals: Vec<String> =
+        sqlx::query_scalar("SELECT original_key FROM docket.documents WHERE original_key IS NOT NULL")
+            .fetch_all(&env.pool)
+            .await
+            .expect("reading documents");
     assert!(!originals.is_empty());
     for key in originals {
         assert!(storage.exists(&key).await.expect("asking the bucket"), "original {key} is in the bucket");

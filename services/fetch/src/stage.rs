@@ -41,15 +41,15 @@ impl Handler for Fetch {
         let guard = WorkDir(Some(tempfile::tempdir_in(&app.settings.work_dir)?));
         let work = guard.0.as_ref().expect("the work dir was just created");
         let archive = if run.archive_fetched {
-            local_archive(app, &run, &work).await?
+            local_archive(app, &run, work).await?
         } else {
-            match download(app, &run, &work).await? {
+            match download(app, &run, work).await? {
                 Some(path) => path,
                 None => return search_again(app, step, &run).await,
             }
         };
         let docs = match archive {
-            Ok(path) => unpack(app, &run, path, &work).await?,
+            Ok(path) => unpack(app, &run, path, work).await?,
             Err(reason) => vec![Doc { index: 0, name: "(archive)".into(), outcome: Err(reason) }],
         };
         record(app, step, &run, &docs).await?;

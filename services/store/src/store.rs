@@ -128,7 +128,13 @@ struct Outcome {
 
 impl Outcome {
     fn failed(kind: &str, reason: &str) -> Outcome {
-        Outcome { state: "failed", pdf_key: None, pages: None, kind: kind.to_string(), reason: Some(reason.to_string()) }
+        Outcome {
+            state: "failed",
+            pdf_key: None,
+            pages: None,
+            kind: kind.to_string(),
+            reason: Some(reason.to_string()),
+        }
     }
 }
 

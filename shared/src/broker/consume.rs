@@ -139,7 +139,8 @@ fn undecodable(queue: &str, e: &serde_json::Error) -> String {
         Category::Data => "its fields are missing or of the wrong type",
         Category::Io => "it could not be read",
     };
-    let expected = if queue == crate::broker::topology::queues::PATIENTS { r#" (expected {"patient_id": "…"})"# } else { "" };
+    let expected =
+        if queue == crate::broker::topology::queues::PATIENTS { r#" (expected {"patient_id": "…"})"# } else { "" };
     format!("not a valid {queue} message: {what} at line {} column {}{expected}", e.line(), e.column())
 }
 
@@ -189,7 +190,10 @@ async fn settle(app: &App, delivery: &Delivery, meta: &Meta, outcome: Outcome) -
             let delay = after.unwrap_or_else(|| backoff(app, meta.attempt));
             warn!(%reason, attempt = meta.attempt.saturating_add(1), retry_in = ?delay, "transient failure; will retry");
             app.note_error(meta.run_id, &reason).await;
-            (app.broker.publisher.send(&again(meta.attempt.saturating_add(1), delay)).await.map_err(Into::into), "retried")
+            (
+                app.broker.publisher.send(&again(meta.attempt.saturating_add(1), delay)).await.map_err(Into::into),
+                "retried",
+            )
         }
         Outcome::Failed(StageError::Wait { reason, after }) => {
             debug!(%reason, wait = ?after, "waiting through a delay queue");

@@ -25,13 +25,14 @@ pub struct DeadLetters(pub Arc<App>);
 
 /// The queue a dead-lettered message came from, per the broker's record.
 fn origin(delivery: &Delivery) -> String {
-    let death = delivery.properties.headers().as_ref().and_then(|h| match h.inner().get(&ShortString::from("x-death")) {
-        Some(AMQPValue::FieldArray(deaths)) => match deaths.as_slice().first() {
-            Some(AMQPValue::FieldTable(t)) => header_text(t, "queue"),
+    let death =
+        delivery.properties.headers().as_ref().and_then(|h| match h.inner().get(&ShortString::from("x-death")) {
+            Some(AMQPValue::FieldArray(deaths)) => match deaths.as_slice().first() {
+                Some(AMQPValue::FieldTable(t)) => header_text(t, "queue"),
+                _ => None,
+            },
             _ => None,
-        },
-        _ => None,
-    });
+        });
     death.unwrap_or_else(|| delivery.routing_key.as_str().to_string())
 }
 

@@ -97,9 +97,7 @@ pub async fn declare(conn: &Connection, settings: &Settings, apis: &[&str]) -> l
     channel.exchange_declare(PARKED_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone()).await?;
     channel.queue_declare(PARKED.into(), durable(), quorum(&[])).await?;
     bind(channel, PARKED, PARKED_EXCHANGE, "").await?;
-    channel
-        .exchange_declare(DEAD_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone())
-        .await?;
+    channel.exchange_declare(DEAD_EXCHANGE.into(), ExchangeKind::Fanout, durable_exchange(), none.clone()).await?;
     channel.queue_declare(DEAD.into(), durable(), quorum(&[])).await?;
     bind(channel, DEAD, DEAD_EXCHANGE, "").await?;
 

@@ -105,7 +105,10 @@ impl Gate {
                     if self.limiter.still_valid(budget, &epoch).await? {
                         break;
                     }
-                    warn!(budget = budget.as_str(), "the limiter's schedule was lost (Redis restarted?); reserving again");
+                    warn!(
+                        budget = budget.as_str(),
+                        "the limiter's schedule was lost (Redis restarted?); reserving again"
+                    );
                 }
                 Slot::Deferred(after) => {
                     self.metrics.limiter_deferred.get_or_create(&labels).inc();
