@@ -7,10 +7,10 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::{Admission, Budget, Gate};
+use super::{Admission, Budget, Gate, gate::read_json};
 use crate::{
     db::runs::Names,
-    error::{StageError, StageResult, Transient},
+    error::{StageError, StageResult},
     settings::Secret,
 };
 
@@ -91,7 +91,7 @@ impl Docex {
         let response = self.gate.call("search", Budget::DocexSearch, Admission::NextOnly, rb).await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::OK | StatusCode::CREATED => {
-                let job: JobRef = response.json().await.transient("reading DocEx's search answer")?;
+                let job: JobRef = read_json(response, "reading DocEx's search answer").await?;
                 Ok(job.job_id)
             }
             s => Err(StageError::permanent(format!("DocumentExchange refused the search ({s})"))),
@@ -107,13 +107,15 @@ impl Docex {
             StatusCode::NOT_FOUND => return Ok(JobStatus::Missing),
             s => return Err(StageError::transient(format!("DocumentExchange status answered {s}"))),
         }
-        let job: JobBody = response.json().await.transient("reading DocEx's job status")?;
+        let job: JobBody = read_json(response, "reading DocEx's job status").await?;
         Ok(match job.status.as_str() {
             "queued" | "running" => JobStatus::Pending,
             "finished" => JobStatus::Finished { count: job.document_count.unwrap_or(0), archive_url: job.archive_url },
             "failed" => JobStatus::Failed,
             other => {
-                return Err(StageError::transient(format!("DocumentExchange reported unknown job status {other:?}")));
+                // Shown only as far as it looks like a status word.
+                let word: String = other.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
+                return Err(StageError::transient(format!("DocumentExchange reported an unknown job status {word:?}")));
             }
         })
     }

@@ -210,3 +210,68 @@ fn short(e: &reqwest::Error) -> String {
     }
     text
 }
+
+/// The largest JSON answer read from an outside API. Ours are a few hundred
+/// bytes; a TaskTracker task with reports of 3000 documents each is some
+/// megabytes. Anything larger is a broken server, not a reason to run out of
+/// memory.
+pub const MAX_ANSWER: usize = 32 << 20;
+
+/// Reads a JSON answer of at most `MAX_ANSWER` bytes. A bad answer is a
+/// transient failure whose reason says where the JSON went wrong, never what
+/// it held: an answer may echo what was sent, names included.
+pub async fn read_json<T: serde::de::DeserializeOwned>(mut response: Response, reading: &str) -> StageResult<T> {
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| StageError::transient(format!("{reading}: {}", short(&e))))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(StageError::transient(format!(
+                "{reading}: the answer is larger than {} MiB",
+                MAX_ANSWER >> 20
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "JSON of an unexpected shape",
+            serde_json::error::Category::Eof => "cut-off JSON",
+        };
+        StageError::transient(format!("{reading}: {kind} at line {} column {}", e.line(), e.column()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: &'static str) -> Response {
+        Response::from(http::Response::builder().status(200).body(body).expect("a response"))
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Job {
+        #[allow(dead_code)]
+        job_id: String,
+    }
+
+    #[tokio::test]
+    async fn json_answers_are_read_and_bad_ones_say_where_not_what() {
+        assert!(read_json::<Job>(answer(r#"{"job_id":"j1"}"#), "reading").await.is_ok());
+        let Err(StageError::Transient { reason, .. }) =
+            read_json::<Job>(answer(r#"{"job_id":{"first_name":"Alice"}}"#), "reading").await
+        else {
+            panic!("a wrong shape is a transient failure");
+        };
+        assert!(reason.contains("unexpected shape"), "{reason}");
+        assert!(!reason.contains("Alice"), "the answer's content leaked: {reason}");
+        let Err(StageError::Transient { reason, .. }) = read_json::<Job>(answer("{\"job_id\": \"Ali"), "reading").await
+        else {
+            panic!("a cut-off answer is a transient failure");
+        };
+        assert!(!reason.contains("Ali"), "{reason}");
+    }
+}

@@ -3,10 +3,10 @@
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{Admission, Budget, Gate, docex::urlencode};
+use super::{Admission, Budget, Gate, docex::urlencode, gate::read_json};
 use crate::{
     db::runs::Names,
-    error::{StageError, StageResult, Transient},
+    error::{StageError, StageResult},
     settings::Secret,
 };
 
@@ -87,7 +87,7 @@ impl TaskTracker {
         let response = self.send("create_task", rb).await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
-                Ok(response.json::<TaskRef>().await.transient("reading TaskTracker's answer")?.task_id)
+                Ok(read_json::<TaskRef>(response, "reading TaskTracker's answer").await?.task_id)
             }
             s => Err(StageError::permanent(format!("TaskTracker refused to create the task ({s})"))),
         }
@@ -110,7 +110,7 @@ impl TaskTracker {
         let response = self.send("append_report", rb).await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
-                Ok(response.json::<ReportRef>().await.transient("reading TaskTracker's answer")?.report_id)
+                Ok(read_json::<ReportRef>(response, "reading TaskTracker's answer").await?.report_id)
             }
             s => Err(StageError::permanent(format!("TaskTracker refused the report for task {task_id} ({s})"))),
         }
@@ -120,7 +120,7 @@ impl TaskTracker {
         let rb = self.request(reqwest::Method::GET, &format!("v1/tasks/{}", urlencode(task_id)))?;
         let response = self.send("get_task", rb).await?;
         match response.status() {
-            StatusCode::OK => Ok(response.json().await.transient("reading TaskTracker's task")?),
+            StatusCode::OK => read_json(response, "reading TaskTracker's task").await,
             s => Err(StageError::permanent(format!("TaskTracker has no task {task_id} ({s})"))),
         }
     }
