@@ -9,7 +9,7 @@
 //! - [`convert_isolated`]: the same conversion in a child process of the `docket-convert` binary,
 //!   under an address-space cap, a CPU limit and a wall timeout that kills its process group;
 //!   `child` is the child's side, `sandbox` the few system calls that confine it.
-//! - [`limits`]: `CONVERT_MEMORY_LIMIT`, `CONVERT_TIMEOUT`, `CONVERT_PREFETCH` and their defaults.
+//! - [`limits`]: the caps of one conversion (from `CONVERT_MEMORY_LIMIT`, `CONVERT_TIMEOUT`) and the host's default `CONVERT_PREFETCH`.
 //! - [`samples`]: small generated documents of every kind, shared by the tests and the benchmark.
 //! - [`stage`]: the stage wiring (the lead engineer's).
 

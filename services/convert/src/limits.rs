@@ -1,4 +1,4 @@
-//! Caps on one conversion (`CONVERT_MEMORY_LIMIT`, `CONVERT_TIMEOUT`) and how many run at once (`CONVERT_PREFETCH`).
+//! Caps on one conversion (`CONVERT_MEMORY_LIMIT`, `CONVERT_TIMEOUT`, read with the other settings in docket-shared) and how many run at once by default (`CONVERT_PREFETCH` unset).
 
 use std::time::Duration;
 
@@ -17,46 +17,23 @@ pub const GIB: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: GIB, timeout: Duration::from_secs(120), cpu_seconds: 60 }
+        Limits::new(GIB, Duration::from_secs(120))
     }
 }
 
 impl Limits {
-    /// Reads `CONVERT_MEMORY_LIMIT` (e.g. `1GiB`, `512MiB`, `800M`, bytes) and `CONVERT_TIMEOUT`
-    /// (e.g. `120s`, `2m`, seconds), failing on a malformed value so a typo stops the service at start.
-    /// `CONVERT_CPU_SECONDS` overrides the CPU limit; by default it is half the timeout, at least 1 s.
-    pub fn from_env() -> Result<Limits, String> {
-        let mut limits = Limits::default();
-        if let Some(v) = env("CONVERT_MEMORY_LIMIT") {
-            limits.memory_bytes =
-                parse_bytes(&v).ok_or(format!("CONVERT_MEMORY_LIMIT={v:?} is not a size like 1GiB"))?;
-        }
-        if let Some(v) = env("CONVERT_TIMEOUT") {
-            limits.timeout = parse_duration(&v).ok_or(format!("CONVERT_TIMEOUT={v:?} is not a duration like 120s"))?;
-            limits.cpu_seconds = (limits.timeout.as_secs() / 2).max(1);
-        }
-        if let Some(v) = env("CONVERT_CPU_SECONDS") {
-            limits.cpu_seconds = v.parse().map_err(|_| format!("CONVERT_CPU_SECONDS={v:?} is not a whole number"))?;
-        }
-        if limits.memory_bytes < 64 << 20 {
-            return Err("CONVERT_MEMORY_LIMIT below 64 MiB leaves no room to convert anything".into());
-        }
-        Ok(limits)
+    /// The caps from `CONVERT_MEMORY_LIMIT` and `CONVERT_TIMEOUT` (read and
+    /// checked with the other settings); CPU time is half the timeout, at
+    /// least 1 s, so a busy loop is stopped before the wall clock runs out.
+    pub fn new(memory_bytes: u64, timeout: Duration) -> Limits {
+        Limits { memory_bytes, timeout, cpu_seconds: (timeout.as_secs() / 2).max(1) }
     }
 }
 
-/// `CONVERT_PREFETCH` when set, else [`default_prefetch`] for this host (cores, memory or cgroup limit).
-pub fn prefetch_from_env(limits: &Limits) -> Result<usize, String> {
-    match env("CONVERT_PREFETCH") {
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("CONVERT_PREFETCH={v:?} is not a positive whole number")),
-        },
-        None => {
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            Ok(default_prefetch(cores, host_memory_bytes(), limits.memory_bytes))
-        }
-    }
+/// [`default_prefetch`] for this host: its cores, and its memory or cgroup limit.
+pub fn host_prefetch(cap: u64) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    default_prefetch(cores, host_memory_bytes(), cap)
 }
 
 /// Conversions in flight per instance: each is single-threaded, so no more than the cores;
@@ -82,46 +59,6 @@ pub fn host_memory_bytes() -> u64 {
     cgroup.map_or(total, |c| c.min(total))
 }
 
-fn env(key: &str) -> Option<String> {
-    std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
-/// Sizes with binary (`KiB`, `MiB`, `GiB`) or decimal (`K`, `M`, `G`, `KB`…) units; bare numbers are bytes.
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" | "ki" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" | "mi" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" | "gi" => 1 << 30,
-        _ => return None,
-    };
-    let bytes = num * mult as f64;
-    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
-}
-
-/// Durations as `120s`, `2m`, `1h`, `500ms`, or bare seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "" | "s" => num,
-        "ms" => num / 1000.0,
-        "m" | "min" => num * 60.0,
-        "h" => num * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
 /// "1 GiB", "512 MiB": how a cap reads in a reason for staff.
 pub fn human_bytes(bytes: u64) -> String {
     if bytes >= GIB && bytes.is_multiple_of(GIB) {
@@ -138,14 +75,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_durations_parse_as_operators_write_them() {
-        assert_eq!(parse_bytes("1GiB"), Some(GIB));
-        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
-        assert_eq!(parse_bytes("800M"), Some(800_000_000));
-        assert_eq!(parse_bytes("lots"), None);
-        assert_eq!(parse_duration("120s"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("-1"), None);
+    fn caps_read_as_staff_write_them_and_cpu_time_follows_the_timeout() {
+        assert_eq!(Limits::new(GIB, Duration::from_secs(120)).cpu_seconds, 60);
+        assert_eq!(Limits::new(GIB, Duration::from_secs(1)).cpu_seconds, 1);
         assert_eq!(human_bytes(GIB), "1 GiB");
         assert_eq!(human_bytes(256 << 20), "256 MiB");
     }

@@ -14,7 +14,7 @@ use docket_shared::{
 };
 use tracing::debug;
 
-use crate::{ConvertError, Limits, convert_isolated, default_prefetch, limits::host_memory_bytes};
+use crate::{ConvertError, Limits, convert_isolated, limits::host_prefetch};
 
 pub fn service() -> Service {
     Service { name: "convert", port: 9104, needs: Needs::default() }
@@ -22,15 +22,9 @@ pub fn service() -> Service {
 
 pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
     let s = &app.settings;
-    let limits = Limits {
-        memory_bytes: s.convert_memory_limit,
-        timeout: s.convert_timeout,
-        cpu_seconds: (s.convert_timeout.as_secs() / 2).max(1),
-    };
-    let prefetch = s.convert_prefetch.unwrap_or_else(|| {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        default_prefetch(cores, host_memory_bytes(), limits.memory_bytes).min(u16::MAX as usize) as u16
-    });
+    let limits = Limits::new(s.convert_memory_limit, s.convert_timeout);
+    let prefetch =
+        s.convert_prefetch.unwrap_or_else(|| host_prefetch(limits.memory_bytes).min(u16::MAX as usize) as u16);
     let exe = s
         .convert_exe
         .clone()
