@@ -51,10 +51,16 @@ impl Handler for Intake {
             if let Some((run_id, parked, state, seq)) = join(&mut uow, pid).await? {
                 // A run whose step was parked would never finish by itself:
                 // the new request sends its current step again (the run's
-                // `seq` guard makes that safe).
+                // `seq` guard makes that safe). A run parked in a step that
+                // cannot be sent again from here (a document's) stays parked,
+                // and shows so, for an operator to replay.
                 let restart = if parked { runs::step_queue(&state) } else { None };
                 let event = match restart {
                     Some(queue) => {
+                        sqlx::query("UPDATE docket.runs SET parked = false WHERE run_id = $1")
+                            .bind(run_id)
+                            .execute(uow.conn())
+                            .await?;
                         uow.send(Outgoing::new(queue, &Step { run_id, seq }).run(run_id));
                         "another request restarted the parked run"
                     }
@@ -87,7 +93,7 @@ async fn start(uow: &mut UnitOfWork, pid: &str) -> Result<Option<Uuid>, sqlx::Er
 /// Joins the run in progress: (run, whether it was parked, state, seq).
 async fn join(uow: &mut UnitOfWork, pid: &str) -> Result<Option<(Uuid, bool, String, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE docket.runs r SET requests = requests + 1, updated_at = now(), parked = false
+        "UPDATE docket.runs r SET requests = requests + 1, updated_at = now()
          FROM (SELECT run_id, parked FROM docket.runs WHERE patient_id = $1 AND finished_at IS NULL FOR UPDATE) old
          WHERE r.run_id = old.run_id
          RETURNING r.run_id, old.parked, r.state, r.seq",
