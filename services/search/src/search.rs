@@ -55,7 +55,10 @@ impl Handler for Search {
                     // waits out an outage (in the hold queue) or a long
                     // delay must not keep a slot that the runs ahead of it
                     // in the queue need. It takes one again when it is back.
-                    give_back_job_slot(app, &run).await?;
+                    if let Err(slot) = give_back_job_slot(app, &run).await {
+                        // The run's next attempt finds its slot still held and keeps it.
+                        tracing::warn!(error = %slot, "could not give the DocEx job slot back");
+                    }
                     return Err(e);
                 }
             }
