@@ -57,7 +57,7 @@ impl Handler for Convert {
     const QUEUE: &'static str = queues::CONVERT;
 
     fn prefetch(&self, _app: &App) -> u16 {
-        self.prefetch.max(1)
+        self.prefetch
     }
 
     async fn handle(&self, job: ConvertJob, _meta: &Meta) -> StageResult {

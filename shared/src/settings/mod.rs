@@ -246,6 +246,9 @@ impl Settings {
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.database_pool > 0, "setting DATABASE_POOL: must be at least 1");
         anyhow::ensure!(self.docex_max_jobs > 0, "setting DOCEX_MAX_JOBS: must be at least 1");
+        // basic.qos with 0 would mean no limit at all, not none.
+        anyhow::ensure!(self.prefetch != Some(0), "setting PREFETCH: must be at least 1");
+        anyhow::ensure!(self.convert_prefetch != Some(0), "setting CONVERT_PREFETCH: must be at least 1");
         anyhow::ensure!(self.delivery_limit > 1, "setting DELIVERY_LIMIT: must be at least 2");
         anyhow::ensure!(
             self.retry_base <= self.retry_max,
@@ -298,6 +301,10 @@ mod tests {
         assert!(err.to_string().contains("DOCEX_STATUS_RATE"), "{err}");
         let err = Settings::from_vars(&vars(&[("STORAGE_URL", "ftp://x/y")])).expect_err("invalid");
         assert!(err.to_string().contains("STORAGE_URL"), "{err}");
+        for name in ["PREFETCH", "CONVERT_PREFETCH"] {
+            let err = Settings::from_vars(&vars(&[(name, "0")])).expect_err("a prefetch of 0 means unlimited");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]
