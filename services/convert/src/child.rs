@@ -1,4 +1,4 @@
-//! The child's side: `docket-convert child <input> <output> <name>` converts one file in-process and
+//! The child's side: `DOCKET_DOC_NAME=<name> docket-convert child <input> <output>` converts one file in-process and
 //! prints its outcome as JSON lines on stdout for the parent.
 //!
 //! Two lines: first `{"kind":…}` as soon as the content is judged, so that a child killed later
@@ -59,11 +59,13 @@ pub fn child_main(args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("--test") {
         return test_mode(args.get(1).map_or("", String::as_str));
     }
-    let [input, output, name] = args else {
-        eprintln!("usage: docket-convert child <input> <output> <name>");
+    let [input, output] = args else {
+        eprintln!("usage: {}=<document name> docket-convert child <input> <output>", crate::isolate::NAME_VAR);
         return ExitCode::from(2);
     };
     let (input, output) = (Path::new(input), Path::new(output));
+    let name = std::env::var(crate::isolate::NAME_VAR).unwrap_or_default();
+    let name = name.as_str();
     // Judged here once for the early line; convert_file judges again, which costs microseconds.
     let early = std::fs::read(input).map(|b| kind::sniff(&b, name)).unwrap_or(DocKind::Unknown);
     emit(&Outcome { kind: early, done: false, pages: 0, error: None, internal: false, peak_rss_kib: 0, notes: vec![] });

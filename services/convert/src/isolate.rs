@@ -44,10 +44,15 @@ pub async fn convert_isolated(
 
 /// [`convert_isolated`] with the child's peak memory and duration.
 pub async fn run_isolated(exe: &Path, input: &Path, output: &Path, name: &str, limits: &Limits) -> ChildReport {
-    // Absolute paths: the child must never mistake an input for one of its own options.
-    let args: Vec<OsString> = vec!["child".into(), absolute(input).into(), absolute(output).into(), name.into()];
-    run_child(exe, &args, limits).await
+    // Absolute paths: the child must never mistake an input for one of its own options. The
+    // document's name (which may name the patient) goes in the environment, which only the
+    // service's own user can read, not on the command line, which anyone on the host can.
+    let args: Vec<OsString> = vec!["child".into(), absolute(input).into(), absolute(output).into()];
+    run_child_with(exe, &args, &[(NAME_VAR, name)], limits).await
 }
+
+/// The environment variable that carries the document's name to the child.
+pub(crate) const NAME_VAR: &str = "DOCKET_DOC_NAME";
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
@@ -57,12 +62,17 @@ fn absolute(p: &Path) -> PathBuf {
 /// which run the child's test modes through it.
 #[doc(hidden)]
 pub async fn run_child(exe: &Path, args: &[OsString], limits: &Limits) -> ChildReport {
+    run_child_with(exe, args, &[], limits).await
+}
+
+async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], limits: &Limits) -> ChildReport {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(exe);
     cmd.args(args)
         // Only what a conversion needs: the service's own settings (credentials) stay out.
         .env_clear()
         .envs(std::env::vars_os().filter(|(k, _)| passed_through(k)))
+        .envs(env.iter().copied())
         // glibc's per-thread arenas reserve address space the cap counts; one arena is enough.
         .env("MALLOC_ARENA_MAX", "1")
         .stdin(Stdio::null())
