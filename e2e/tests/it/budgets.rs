@@ -80,14 +80,7 @@ async fn a_redis_restart_mid_batch_loses_no_work_and_exceeds_a_budget_by_at_most
     env.seed(&patients).await;
     env.start_all(2).await;
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
-    eventually(Duration::from_secs(60), "a third of the runs done", || async {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
-            .fetch_one(&env.pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        if done >= 40 { Ok(()) } else { Err(format!("{done} done")) }
-    })
-    .await;
+    env.wait_finished(40, Duration::from_secs(60)).await;
     let redis = redis.restart(Duration::from_secs(2)).await;
     env.wait_finished(120, Duration::from_secs(240)).await;
 

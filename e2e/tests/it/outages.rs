@@ -36,14 +36,7 @@ async fn a_docex_outage_is_waited_out_with_only_probes_reaching_it_and_full_rate
     env.seed(&patients).await;
     env.start_all(1).await;
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
-    eventually(Duration::from_secs(60), "some runs done", || async {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
-            .fetch_one(&env.pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        if done >= 10 { Ok(()) } else { Err(format!("{done} done")) }
-    })
-    .await;
+    env.wait_finished(10, Duration::from_secs(60)).await;
     let start = env.docex.stats().uptime_ms;
     env.docex.set_faults(Faults::mode(FaultMode::Unavailable, Some(OUTAGE_MS)));
     let end = start + OUTAGE_MS;

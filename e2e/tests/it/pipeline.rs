@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use docket_e2e::{Patient, TestEnv, TestOptions};
+use docket_e2e::{Patient, TestEnv, TestOptions, eventually};
 use docket_stubs::{ArchiveKind, TaskStatus};
 
 use crate::common::{assert_valid_pdf, one_task_one_report_each, profile};
@@ -90,8 +90,13 @@ async fn two_hundred_patients_at_once_all_complete_and_429s_are_retried_not_lost
     env.start_all(1).await;
     let ids: Vec<&str> = patients.iter().map(|p| p.id.as_str()).collect();
     env.publish(&ids).await;
-    // Someone else shares the credentials: both APIs answer 429 for a while.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once traffic flows, someone else shares the credentials: both APIs
+    // answer 429 for a while.
+    eventually(Duration::from_secs(60), "searches under way", || async {
+        let spent = env.docex.stats().search.spent;
+        if spent >= 20 { Ok(()) } else { Err(format!("{spent} searches and downloads so far")) }
+    })
+    .await;
     let storm = docket_stubs::Faults { storm_429_ms: Some(2000), ..docket_stubs::Faults::none() };
     env.docex.set_faults(storm.clone());
     env.tracker.set_faults(storm);

@@ -8,21 +8,6 @@ use docket_stubs::ArchiveKind;
 
 use crate::common::one_task_one_report_each;
 
-async fn done(env: &TestEnv) -> Result<i64, String> {
-    sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
-        .fetch_one(&env.pool)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn until_done(env: &TestEnv, n: i64) {
-    eventually(Duration::from_secs(120), "runs done", || async {
-        let d = done(env).await?;
-        if d >= n { Ok(()) } else { Err(format!("{d} done")) }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_stage_reconnects_when_the_broker_cuts_its_connections_and_postgres_its_sessions() {
     let mut options = TestOptions::default();
@@ -34,7 +19,7 @@ async fn every_stage_reconnects_when_the_broker_cuts_its_connections_and_postgre
     env.start_all(1).await;
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
 
-    until_done(&env, 15).await;
+    env.wait_finished(15, Duration::from_secs(120)).await;
     // The management API lists a connection only after its next stats tick.
     eventually(Duration::from_secs(30), "every stage's connection listed", || async {
         let n = rabbit::connections(&env.vhost).await.map_err(|e| e.to_string())?;
@@ -43,7 +28,7 @@ async fn every_stage_reconnects_when_the_broker_cuts_its_connections_and_postgre
     .await;
     let cut = rabbit::close_connections(&env.vhost).await.expect("closing connections");
     assert!(cut >= 6, "every stage had a connection ({cut} closed)");
-    until_done(&env, 35).await;
+    env.wait_finished(35, Duration::from_secs(120)).await;
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
@@ -51,7 +36,7 @@ async fn every_stage_reconnects_when_the_broker_cuts_its_connections_and_postgre
     .await
     .expect("terminating sessions");
     assert!(!killed.is_empty(), "the stages had database sessions");
-    until_done(&env, 55).await;
+    env.wait_finished(55, Duration::from_secs(120)).await;
     rabbit::close_connections(&env.vhost).await.expect("closing connections");
     env.wait_finished(80, Duration::from_secs(180)).await;
 
