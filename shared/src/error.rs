@@ -86,3 +86,16 @@ impl From<std::io::Error> for StageError {
         StageError::transient(format!("local disk: {e}"))
     }
 }
+
+/// Where a JSON text went wrong, never what it held: serde's own messages
+/// quote the text, which may carry a patient's name.
+pub fn json_fault(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "not valid JSON",
+        Category::Eof => "cut-off JSON",
+        Category::Data => "JSON of an unexpected shape (fields missing or of the wrong type)",
+        Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}

@@ -37,16 +37,14 @@ fn key(k: &str) -> StageResult<Key> {
     Key::parse(k).map_err(|_| StageError::permanent(format!("unsafe storage key {}", redact(k))))
 }
 
-/// A key as errors may show it: the last segment's document name (which may
-/// name the patient) cut off after the document number.
-pub fn redact(k: &str) -> String {
-    match k.rsplit_once('/') {
-        Some((dir, last)) => match last.split_once('-') {
-            Some((doc, _)) => format!("{dir}/{doc}-…"),
-            None => k.to_string(),
-        },
-        None => k.to_string(),
-    }
+/// A key as errors may show it: of its last segment (a document's name,
+/// which may name the patient) only the leading document number is kept,
+/// whatever the layout of the key.
+fn redact(k: &str) -> String {
+    let (dir, last) = k.rsplit_once('/').unwrap_or(("", k));
+    let number: String = last.chars().take_while(char::is_ascii_digit).collect();
+    let dir = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    format!("{dir}{number}…")
 }
 
 /// The kind of the first I/O error in a chain (disk full, permission…).
@@ -221,5 +219,17 @@ impl Store {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_redacted_key_keeps_its_folders_and_document_number_only() {
+        assert_eq!(redact("P1/run/pdf/0003-Smith_Alice_labs.pdf"), "P1/run/pdf/0003…");
+        assert_eq!(redact("P1/run/originals/Smith Alice.txt"), "P1/run/originals/…");
+        assert_eq!(redact("Alice"), "…");
     }
 }

@@ -133,15 +133,9 @@ enum Outcome {
 /// Why a body could not be decoded, without serde's text, which quotes the
 /// body (whoever published to `patients` may have put a name in it).
 fn undecodable(queue: &str, e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Syntax | Category::Eof => "it is not JSON",
-        Category::Data => "its fields are missing or of the wrong type",
-        Category::Io => "it could not be read",
-    };
     let expected =
         if queue == crate::broker::topology::queues::PATIENTS { r#" (expected {"patient_id": "…"})"# } else { "" };
-    format!("not a valid {queue} message: {what} at line {} column {}{expected}", e.line(), e.column())
+    format!("not a valid {queue} message: {}{expected}", crate::error::json_fault(e))
 }
 
 fn early_by(meta: &Meta) -> Option<Duration> {

@@ -12,7 +12,7 @@ use super::{
     limiter::{Limiter, Slot},
 };
 use crate::{
-    error::{StageError, StageResult},
+    error::{StageError, StageResult, json_fault},
     metrics::{BudgetLabels, EndpointLabels, Metrics, RequestLabels},
 };
 
@@ -85,7 +85,8 @@ impl Gate {
         let mut verdict = self.admit().await?;
         let max_wait = match admission {
             Admission::Hold => self.max_hold,
-            Admission::NextOnly => self.limiter.interval(budget),
+            // At a slow budget one interval may be long: never hold past the cap.
+            Admission::NextOnly => self.limiter.interval(budget).min(self.max_hold),
         };
         let labels = BudgetLabels { budget: budget.as_str() };
         loop {
@@ -142,7 +143,10 @@ impl Gate {
             }
             Err(StageError::Wait { after, .. }) if outcome == "rate_limited" => {
                 // Someone else shares the credential: the whole fleet backs off.
-                self.limiter.push_back(budget, *after).await?;
+                // Without Redis, this caller still honours the 429 by itself.
+                if let Err(e) = self.limiter.push_back(budget, *after).await {
+                    warn!(error = %e, "could not push the fleet's schedule back after a 429");
+                }
             }
             Err(_) => {}
         }
@@ -215,7 +219,7 @@ fn short(e: &reqwest::Error) -> String {
 /// bytes; a TaskTracker task with reports of 3000 documents each is some
 /// megabytes. Anything larger is a broken server, not a reason to run out of
 /// memory.
-pub const MAX_ANSWER: usize = 32 << 20;
+const MAX_ANSWER: usize = 32 << 20;
 
 /// Reads a JSON answer of at most `MAX_ANSWER` bytes. A bad answer is a
 /// transient failure whose reason says where the JSON went wrong, never what
@@ -233,15 +237,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(mut response: Response, r
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        let kind = match e.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "not valid JSON",
-            serde_json::error::Category::Data => "JSON of an unexpected shape",
-            serde_json::error::Category::Eof => "cut-off JSON",
-        };
-        StageError::transient(format!("{reading}: {kind} at line {} column {}", e.line(), e.column()))
-    })
+    serde_json::from_slice(&body).map_err(|e| StageError::transient(format!("{reading}: {}", json_fault(&e))))
 }
 
 #[cfg(test)]
