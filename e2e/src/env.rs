@@ -95,6 +95,12 @@ impl TestEnv {
         let db_url = format!("postgres://postgres@127.0.0.1:5432/{id}");
         let pool = PgPool::connect(&db_url).await.expect("connecting to the test database");
         let dir = tempfile::Builder::new().prefix("docket-e2e-").tempdir().expect("a temp dir");
+        // The pipeline believes the budgets the stubs enforce.
+        let rates = [
+            ("DOCEX_SEARCH_RATE", options.docex.search_rate.to_string()),
+            ("DOCEX_STATUS_RATE", options.docex.status_rate.to_string()),
+            ("TASKTRACKER_RATE", options.tracker.rate.to_string()),
+        ];
         let docex = docket_stubs::spawn_docex(options.docex).await.expect("starting the DocEx stub");
         let tracker = docket_stubs::spawn_tasktracker(options.tracker).await.expect("starting the TaskTracker stub");
         let mut vars: HashMap<String, String> = [
@@ -107,9 +113,6 @@ impl TestEnv {
             ("WORK_DIR", format!("{}/work", dir.path().display())),
             ("DOCEX_URL", docex.url()),
             ("TASKTRACKER_URL", tracker.url()),
-            ("DOCEX_SEARCH_RATE", "600/min".into()),
-            ("DOCEX_STATUS_RATE", "50/s".into()),
-            ("TASKTRACKER_RATE", "50/s".into()),
             ("DELAY_TIERS", "200ms,1s,5s".into()),
             ("RETRY_BASE", "100ms".into()),
             ("RETRY_MAX", "2s".into()),
@@ -127,12 +130,12 @@ impl TestEnv {
             ("LOG_FORMAT", "text".into()),
         ]
         .into_iter()
+        .chain(rates)
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         for (k, v) in options.vars {
             vars.insert(k.to_string(), v);
         }
-        // The stubs enforce what the pipeline believes the budgets are.
         TestEnv {
             id: id.clone(),
             vhost: id.clone(),

@@ -34,7 +34,6 @@ async fn main() {
     options.docex.empty_share = 0.2;
     options.docex.archive_kind = ArchiveKind::Text;
     options.docex.job_time = "500ms..2s".parse().expect("a valid range");
-    options.vars.push(("DOCEX_SEARCH_RATE", SEARCH_RATE.into()));
     options.vars.push(("DOCEX_MAX_JOBS", "50".into()));
     options.vars.push(("POLL_FIRST", "300ms".into()));
     options.vars.push(("POLL_MAX", "1s".into()));

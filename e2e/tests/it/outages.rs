@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use docket_e2e::{Patient, TestEnv, TestOptions, eventually};
+use docket_e2e::{Patient, TestEnv, TestOptions};
 use docket_stubs::{ArchiveKind, Budget, FaultMode, Faults};
 
 use crate::common::one_task_one_report_each;
