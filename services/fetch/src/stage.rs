@@ -181,15 +181,16 @@ async fn unpack(app: &App, run: &Run, archive: PathBuf, work: &tempfile::TempDir
     futures::stream::iter(entries)
         .map(|entry| async move {
             let index = entry.index as i32;
+            let name = label(&entry.name);
             let outcome = match entry.outcome {
                 EntryOutcome::File { path, size } => {
                     app.scratch.put_file(&scratch::original(run_id, index), &path).await?;
-                    app.scratch.put_bytes(&scratch::name(run_id, index), label(&entry.name).into_bytes()).await?;
+                    app.scratch.put_bytes(&scratch::name(run_id, index), name.clone().into_bytes()).await?;
                     Ok((path, size))
                 }
                 EntryOutcome::Failed { reason } => Err(reason),
             };
-            Ok::<_, StageError>(Doc { index, name: label(&entry.name), outcome })
+            Ok::<_, StageError>(Doc { index, name, outcome })
         })
         .buffered(16)
         .try_collect()
