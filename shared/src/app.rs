@@ -71,9 +71,12 @@ impl App {
     pub async fn note_parked(&self, run_id: Option<Uuid>, reason: &str) {
         let (Some(db), Some(run)) = (&self.db, run_id) else { return };
         let mark = crate::db::runs::mark_parked(&db.pool, run, reason);
-        if tokio::time::timeout(Duration::from_secs(2), mark).await.is_err() {
-            tracing::warn!(run_id = %run, "could not mark the run as parked; `docket runs` will not show it");
-        }
+        let failed = match tokio::time::timeout(Duration::from_secs(2), mark).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the database did not answer in 2 s".to_string(),
+        };
+        tracing::warn!(run_id = %run, error = %failed, "could not mark the run as parked; `docket runs` will not show it");
     }
 
     /// Connected to everything it needs (for /readyz).

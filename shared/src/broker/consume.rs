@@ -200,8 +200,7 @@ async fn settle(app: &App, delivery: &Delivery, meta: &Meta, outcome: Outcome) -
         }
         Outcome::Failed(StageError::Permanent(reason)) => {
             warn!(%reason, "parking the message");
-            app.note_parked(meta.run_id, &reason).await;
-            (park(app, delivery, meta.queue, &reason).await, "parked")
+            (park(app, delivery, meta.queue, &reason, meta.run_id).await, "parked")
         }
     };
     match published {
@@ -230,8 +229,9 @@ fn with_header(headers: Option<&FieldTable>, extra: &[(&str, &str)]) -> FieldTab
     h
 }
 
-/// Puts a message in the parked queue with its reason, origin and time.
-pub async fn park(app: &App, delivery: &Delivery, queue: &str, reason: &str) -> StageResult {
+/// Puts a message in the parked queue with its reason, origin and time;
+/// once the broker has confirmed it, marks its run (if any) as parked.
+pub async fn park(app: &App, delivery: &Delivery, queue: &str, reason: &str, run: Option<Uuid>) -> StageResult {
     let at = chrono::Utc::now().to_rfc3339();
     let headers = with_header(
         delivery.properties.headers().as_ref(),
@@ -242,7 +242,9 @@ pub async fn park(app: &App, delivery: &Delivery, queue: &str, reason: &str) -> 
         delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_else(|| Uuid::now_v7().to_string());
     let raw =
         Raw { exchange: PARKED_EXCHANGE, routing_key: queue, body: &delivery.data, headers, message_id: Some(id) };
-    app.broker.publisher.send_raw(raw).await.map_err(Into::into)
+    app.broker.publisher.send_raw(raw).await?;
+    app.note_parked(run, reason).await;
+    Ok(())
 }
 
 async fn hold(app: &App, delivery: &Delivery, meta: &Meta, api: &str) -> StageResult {

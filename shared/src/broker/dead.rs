@@ -58,8 +58,7 @@ impl Consumer for DeadLetters {
                 .and_then(|h| header_text(h, H_RUN))
                 .and_then(|s| uuid::Uuid::parse_str(&s).ok());
             warn!(%queue, run_id = ?run, "a message exceeded its delivery limit; parking it");
-            app.note_parked(run, &reason).await;
-            match park(app, &delivery, &queue, &reason).await {
+            match park(app, &delivery, &queue, &reason, run).await {
                 Ok(()) => {
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
