@@ -51,5 +51,19 @@ async fn stages_killed_with_sigkill_mid_batch_and_restarted_finish_every_run_exa
             .await
             .expect("counting");
     assert_eq!(orphans, 0, "every document reached an outcome");
+
+    // Through crashes, restarts and retries, no stage logged a patient's name.
+    let mut logs = 0;
+    for entry in std::fs::read_dir(env.dir.path()).expect("the test dir") {
+        let path = entry.expect("a dir entry").path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).expect("a stage's log");
+            for p in &patients {
+                assert!(!text.contains(&p.first) && !text.contains(&p.last), "{} names a patient", path.display());
+            }
+            logs += 1;
+        }
+    }
+    assert_eq!(logs, 2 * ALL.len(), "every stage process, before and after the kill, left its log");
     env.cleanup().await;
 }
