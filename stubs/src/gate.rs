@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::budget::{Admission, SlidingWindow};
-use crate::faults::{Active, FaultMode, FaultSwitch};
+use crate::faults::{Active, FaultMode, FaultSwitch, Faults};
 use crate::stats::Calls;
 
 /// Which endpoint a request is for and which budget it spends.
@@ -65,6 +65,27 @@ pub(crate) async fn gate(State(g): State<Arc<Gate>>, req: Request, next: Next) -
 }
 
 impl Gate {
+    /// `GET /admin/faults`: the faults configured now.
+    pub(crate) fn faults_now(&self) -> Response {
+        Json(self.faults.configured()).into_response()
+    }
+
+    /// `PUT /admin/faults` with a [`Faults`] body: validated, then set;
+    /// answers the setting now in force.
+    pub(crate) fn set_faults_from(&self, stub: &str, body: &[u8]) -> Response {
+        let parsed = serde_json::from_slice::<Faults>(body)
+            .map_err(|e| format!("malformed faults: {e}"))
+            .and_then(|f| f.validate().map(|()| f));
+        match parsed {
+            Ok(f) => {
+                tracing::info!(faults = ?f, "{stub} faults set");
+                self.faults.set(f.clone());
+                Json(f).into_response()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+        }
+    }
+
     async fn decide(&self, req: Request, next: Next, route: &Route, active: &Active) -> Response {
         if !self.authorized(req.headers()) {
             self.calls.unauthorized();

@@ -13,7 +13,6 @@ use super::Docex;
 use super::jobs::{Archive, JobStatus, Profile};
 use crate::archive::ArchiveKind;
 use crate::budget::Budget;
-use crate::faults::Faults;
 use crate::gate::error;
 use crate::util::lock;
 
@@ -22,27 +21,12 @@ pub(super) async fn stats(State(st): State<Arc<Docex>>) -> Response {
 }
 
 pub(super) async fn get_faults(State(st): State<Arc<Docex>>) -> Response {
-    Json(st.gate.faults.configured()).into_response()
+    st.gate.faults_now()
 }
 
-/// `PUT /admin/faults` with a [`Faults`] body; answers the setting now in force.
+/// `PUT /admin/faults`: see [`Gate::set_faults_from`](crate::gate::Gate::set_faults_from).
 pub(super) async fn put_faults(State(st): State<Arc<Docex>>, body: axum::body::Bytes) -> Response {
-    match parse_faults(&body) {
-        Ok(f) => {
-            tracing::info!(faults = ?f, "DocEx faults set");
-            st.gate.faults.set(f.clone());
-            Json(f).into_response()
-        }
-        Err(r) => r,
-    }
-}
-
-/// Parses and validates a faults body (shared with the tracker).
-pub(crate) fn parse_faults(body: &[u8]) -> Result<Faults, Response> {
-    let f: Faults =
-        serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("malformed faults: {e}")))?;
-    f.validate().map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
-    Ok(f)
+    st.gate.set_faults_from("DocEx", &body)
 }
 
 /// One element of the `PUT /admin/profiles` body.

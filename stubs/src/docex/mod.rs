@@ -27,7 +27,6 @@ use crate::stats::{Calls, EndpointStats};
 use crate::util::lock;
 use jobs::{Jobs, Profile};
 
-pub(crate) use admin::parse_faults;
 pub use admin::{AdminJob, ProfileEntry};
 pub use api::JobView;
 pub use jobs::JobStatus;

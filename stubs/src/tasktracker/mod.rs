@@ -12,7 +12,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -118,18 +118,11 @@ fn router(state: Arc<TaskTracker>) -> Router {
 }
 
 async fn get_faults(State(st): State<Arc<TaskTracker>>) -> Response {
-    Json(st.gate.faults.configured()).into_response()
+    st.gate.faults_now()
 }
 
 async fn put_faults(State(st): State<Arc<TaskTracker>>, body: axum::body::Bytes) -> Response {
-    match crate::docex::parse_faults(&body) {
-        Ok(f) => {
-            tracing::info!(faults = ?f, "TaskTracker faults set");
-            st.gate.faults.set(f.clone());
-            Json(f).into_response()
-        }
-        Err(r) => r,
-    }
+    st.gate.set_faults_from("TaskTracker", &body)
 }
 
 /// Every API request spends the one budget; the endpoint is only for the stats.
