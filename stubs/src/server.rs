@@ -2,19 +2,81 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::http::Method;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::faults::{Active, FaultMode};
+use crate::budget::SlidingWindow;
+use crate::faults::{Active, FaultMode, FaultSwitch, Faults};
+use crate::gate::{Gate, Route};
+use crate::settings::Rate;
+use crate::stats::Calls;
+
+/// What both stubs set up alike before their own state: the bound port, the
+/// gate (token, faults, one sliding window per rate) and the shutdown token.
+pub(crate) struct Prepared {
+    pub listener: TcpListener,
+    pub origin: String,
+    pub start: Instant,
+    pub gate: Arc<Gate>,
+    pub shutdown: CancellationToken,
+}
+
+pub(crate) fn prepare(
+    addr: SocketAddr,
+    token: Option<String>,
+    faults: &Faults,
+    rates: &[Rate],
+    route: fn(&Method, &str) -> Route,
+) -> anyhow::Result<Prepared> {
+    use anyhow::Context as _;
+    let listener = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let origin = crate::origin(listener.local_addr()?);
+    let start = Instant::now();
+    let switch = FaultSwitch::new(tokio::runtime::Handle::current());
+    switch.set(faults.clone());
+    let budgets = rates.iter().map(|r| SlidingWindow::new(*r, start)).collect();
+    let gate = Arc::new(Gate { token, faults: switch, calls: Calls::default(), budgets, route });
+    Ok(Prepared { listener, origin, start, gate, shutdown: CancellationToken::new() })
+}
+
+/// A stub's server task; dropping it stops the server too.
+pub(crate) struct Serving {
+    server: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+impl Serving {
+    /// Serves `router` on the prepared port until [`Serving::stop`] or drop.
+    pub(crate) fn start(
+        listener: TcpListener,
+        router: Router,
+        gate: &Gate,
+        shutdown: &CancellationToken,
+    ) -> io::Result<Serving> {
+        let server = spawn(listener, router, gate.faults.subscribe(), shutdown.clone())?;
+        Ok(Serving { server: Some(server), shutdown: shutdown.clone(), _stop_on_drop: shutdown.clone().drop_guard() })
+    }
+
+    /// Stops listening, drops every connection and waits for the server task.
+    pub(crate) async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
 
 /// Binds `addr` with SO_REUSEADDR, so the port can be bound again right after
 /// a refuse window even while old connections linger in TIME_WAIT.

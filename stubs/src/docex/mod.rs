@@ -16,14 +16,14 @@ use axum::http::Method;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::{Budget, BudgetStats, SlidingWindow};
+use crate::budget::{Budget, BudgetStats};
 use crate::config::DocexConfig;
-use crate::faults::{FaultSwitch, Faults};
+use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
-use crate::stats::{Calls, EndpointStats};
+use crate::server::{Serving, prepare};
+use crate::stats::EndpointStats;
 use crate::util::lock;
 use jobs::{Jobs, Profile};
 
@@ -97,15 +97,12 @@ pub(crate) struct Docex {
 /// also waits for it and deletes the archives.
 pub struct DocexHandle {
     state: Arc<Docex>,
-    server: Option<JoinHandle<()>>,
-    _stop_on_drop: tokio_util::sync::DropGuard,
+    serving: Serving,
 }
 
 /// Starts a DocEx stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
     use anyhow::Context as _;
-    let listener = crate::server::bind(cfg.addr).with_context(|| format!("cannot listen on {}", cfg.addr))?;
-    let addr = listener.local_addr()?;
     let (dir, temp) = match &cfg.data_dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create STUB_DATA_DIR {}", d.display()))?;
@@ -117,32 +114,22 @@ pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
             (t.path().to_owned(), Some(t))
         }
     };
-    let start = Instant::now();
-    let faults = FaultSwitch::new(tokio::runtime::Handle::current());
-    faults.set(cfg.faults.clone());
-    let gate = Arc::new(Gate {
-        token: cfg.token.clone(),
-        faults: Arc::clone(&faults),
-        calls: Calls::default(),
-        budgets: vec![SlidingWindow::new(cfg.search_rate, start), SlidingWindow::new(cfg.status_rate, start)],
-        route,
-    });
-    let shutdown = CancellationToken::new();
+    let p = prepare(cfg.addr, cfg.token.clone(), &cfg.faults, &[cfg.search_rate, cfg.status_rate], route)?;
     let state = Arc::new(Docex {
         cfg,
-        start,
-        gate: Arc::clone(&gate),
+        start: p.start,
+        gate: Arc::clone(&p.gate),
         jobs: Mutex::new(Jobs::new()),
         dir,
         _temp: temp,
         generators: Arc::new(Semaphore::new(GENERATORS)),
-        shutdown: shutdown.clone(),
-        origin: crate::origin(addr),
+        shutdown: p.shutdown.clone(),
+        origin: p.origin,
     });
     tokio::spawn(files::sweep_expired(Arc::clone(&state)));
-    let server = crate::server::spawn(listener, router(Arc::clone(&state)), faults.subscribe(), shutdown.clone())?;
+    let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
     tracing::info!(url = %state.origin, search = %state.cfg.search_rate, status = %state.cfg.status_rate, "DocEx stub listening");
-    Ok(DocexHandle { state, server: Some(server), _stop_on_drop: shutdown.drop_guard() })
+    Ok(DocexHandle { state, serving })
 }
 
 fn router(state: Arc<Docex>) -> Router {
@@ -230,10 +217,7 @@ impl DocexHandle {
     }
     /// Stops listening, drops every connection and deletes the archives.
     pub async fn shutdown(mut self) {
-        self.state.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
+        self.serving.stop().await;
         files::delete_all(&self.state);
         tracing::info!(url = %self.state.origin, "DocEx stub stopped");
     }

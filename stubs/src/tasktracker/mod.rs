@@ -15,14 +15,13 @@ use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::budget::{BudgetStats, SlidingWindow};
+use crate::budget::BudgetStats;
 use crate::config::TaskTrackerConfig;
-use crate::faults::{FaultSwitch, Faults};
+use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
-use crate::stats::{Calls, EndpointStats};
+use crate::server::{Serving, prepare};
+use crate::stats::EndpointStats;
 use crate::util::lock;
 use model::{Task, Tracker};
 
@@ -57,43 +56,27 @@ pub(crate) struct TaskTracker {
     pub start: Instant,
     pub gate: Arc<Gate>,
     pub tracker: Mutex<Tracker>,
-    pub shutdown: CancellationToken,
     pub origin: String,
 }
 
 /// A running TaskTracker stub. Dropping it stops the server too.
 pub struct TaskTrackerHandle {
     state: Arc<TaskTracker>,
-    server: Option<JoinHandle<()>>,
-    _stop_on_drop: tokio_util::sync::DropGuard,
+    serving: Serving,
 }
 
 /// Starts a TaskTracker stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_tasktracker(cfg: TaskTrackerConfig) -> anyhow::Result<TaskTrackerHandle> {
-    use anyhow::Context as _;
-    let listener = crate::server::bind(cfg.addr).with_context(|| format!("cannot listen on {}", cfg.addr))?;
-    let addr = listener.local_addr()?;
-    let start = Instant::now();
-    let faults = FaultSwitch::new(tokio::runtime::Handle::current());
-    faults.set(cfg.faults.clone());
-    let gate = Arc::new(Gate {
-        token: cfg.token.clone(),
-        faults: Arc::clone(&faults),
-        calls: Calls::default(),
-        budgets: vec![SlidingWindow::new(cfg.rate, start)],
-        route,
-    });
-    let shutdown = CancellationToken::new();
+    let p = prepare(cfg.addr, cfg.token.clone(), &cfg.faults, &[cfg.rate], route)?;
     let state = Arc::new(TaskTracker {
-        start,
-        gate: Arc::clone(&gate),
+        start: p.start,
+        gate: Arc::clone(&p.gate),
         tracker: Mutex::new(Tracker::new()),
-        shutdown: shutdown.clone(),
-        origin: crate::origin(addr),
+        origin: p.origin,
     });
-    let server = crate::server::spawn(listener, router(Arc::clone(&state)), faults.subscribe(), shutdown.clone())?;
+    let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
     tracing::info!(url = %state.origin, rate = %cfg.rate, "TaskTracker stub listening");
-    Ok(TaskTrackerHandle { state, server: Some(server), _stop_on_drop: shutdown.drop_guard() })
+    Ok(TaskTrackerHandle { state, serving })
 }
 
 fn router(state: Arc<TaskTracker>) -> Router {
@@ -185,10 +168,7 @@ impl TaskTrackerHandle {
     }
     /// Stops listening and drops every connection.
     pub async fn shutdown(mut self) {
-        self.state.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
+        self.serving.stop().await;
         tracing::info!(url = %self.state.origin, "TaskTracker stub stopped");
     }
 }
