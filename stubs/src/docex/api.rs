@@ -15,6 +15,7 @@ use super::Docex;
 use super::jobs::{Archive, JobStatus};
 use crate::gate::error;
 use crate::idempotency;
+use crate::journal::now_ms;
 use crate::util::lock;
 
 #[derive(Deserialize)]
@@ -42,6 +43,7 @@ fn name_ok(s: &str) -> bool {
 
 /// `POST /v1/searches`: 202 with a job id, the same one for a replayed key.
 pub(super) async fn search(State(st): State<Arc<Docex>>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = now_ms();
     let key = match idempotency::key_from(&headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -54,6 +56,8 @@ pub(super) async fn search(State(st): State<Arc<Docex>>, headers: HeaderMap, bod
         return error(StatusCode::BAD_REQUEST, "first_name and last_name must be 1 to 200 characters");
     }
     let (job_id, order) = lock(&st.jobs).start(&st.cfg, &req.first_name, &req.last_name, key, Instant::now());
+    st.journal.remember(&job_id, &req.last_name);
+    st.journal.record(arrived, "search", &req.last_name);
     if let Some(order) = order {
         tracing::info!(%job_id, documents = order.documents, kind = %order.kind, "search job started");
         super::files::generate(Arc::clone(&st), order);
@@ -65,6 +69,7 @@ pub(super) async fn search(State(st): State<Arc<Docex>>, headers: HeaderMap, bod
 
 /// `GET /v1/searches/{job_id}`.
 pub(super) async fn status(State(st): State<Arc<Docex>>, Path(job_id): Path<String>, headers: HeaderMap) -> Response {
+    st.journal.record(now_ms(), "status", &st.journal.subject_of(&job_id));
     let now = Instant::now();
     let jobs = lock(&st.jobs);
     let Some(job) = jobs.map.get(&job_id) else {
@@ -93,6 +98,7 @@ fn origin(headers: &HeaderMap, fallback: &str) -> String {
 
 /// `GET /v1/archives/{job_id}`: the zip, streamed from disk.
 pub(super) async fn archive(State(st): State<Arc<Docex>>, Path(job_id): Path<String>) -> Response {
+    st.journal.record(now_ms(), "archive", &st.journal.subject_of(&job_id));
     let now = Instant::now();
     let path = {
         let jobs = lock(&st.jobs);

@@ -22,6 +22,7 @@ use crate::budget::{Budget, BudgetStats};
 use crate::config::DocexConfig;
 use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
+use crate::journal::{Arrival, Journal};
 use crate::server::{Serving, prepare};
 use crate::stats::EndpointStats;
 use crate::util::lock;
@@ -91,6 +92,7 @@ pub(crate) struct Docex {
     pub shutdown: CancellationToken,
     /// Fallback origin for archive URLs when a request has no Host header.
     pub origin: String,
+    pub journal: Journal,
 }
 
 /// A running DocEx stub. Dropping it stops the server too; [`DocexHandle::shutdown`]
@@ -125,6 +127,7 @@ pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
         generators: Arc::new(Semaphore::new(GENERATORS)),
         shutdown: p.shutdown.clone(),
         origin: p.origin,
+        journal: Journal::default(),
     });
     tokio::spawn(files::sweep_expired(Arc::clone(&state)));
     let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
@@ -210,6 +213,10 @@ impl DocexHandle {
     /// Overrides the default rule for one patient; restarts its `fail_jobs` count.
     pub fn set_profile(&self, first_name: &str, last_name: &str, p: Profile) {
         self.state.set_profile(first_name, last_name, p);
+    }
+    /// Every request that reached a handler: when, which endpoint, about whom.
+    pub fn journal(&self) -> Vec<Arrival> {
+        self.state.journal.snapshot()
     }
     /// Arrival times (ms since the stub started) of every request that spent `budget`.
     pub fn budget_log(&self, budget: Budget) -> Vec<u64> {

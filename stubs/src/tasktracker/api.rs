@@ -16,6 +16,7 @@ use super::TaskTracker;
 use super::model::{Report, TaskStatus, TaskView};
 use crate::gate::error;
 use crate::idempotency;
+use crate::journal::now_ms;
 use crate::util::lock;
 
 /// Largest body the tracker takes (the OpenAPI's report limit).
@@ -61,6 +62,7 @@ struct NewTask {
 
 /// `POST /v1/tasks`: 201 with a new task id, 200 with the same id for a replayed key.
 pub(super) async fn create_task(State(st): State<Arc<TaskTracker>>, headers: HeaderMap, body: Body) -> Response {
+    let arrived = now_ms();
     let run = async {
         let key = idempotency::key_from(&headers)?;
         let t: NewTask = parse(&read_body(body).await?, "task")?;
@@ -68,7 +70,9 @@ pub(super) async fn create_task(State(st): State<Arc<TaskTracker>>, headers: Hea
             return Err(error(StatusCode::BAD_REQUEST, "patient_id must be 1-64 characters, names 1-200"));
         }
         let patient_id = t.patient_id.clone();
+        st.journal.record(arrived, "create_task", &patient_id);
         let (task_id, created) = lock(&st.tracker).create(t.patient_id, t.first_name, t.last_name, key, Instant::now());
+        st.journal.remember(&task_id, &patient_id);
         tracing::info!(%task_id, %patient_id, created, "task create");
         let code = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((code, Json(json!({ "task_id": task_id }))).into_response())
@@ -96,6 +100,7 @@ pub(super) async fn set_status(
     Path(task_id): Path<String>,
     body: Body,
 ) -> Response {
+    st.journal.record(now_ms(), "set_status", &st.journal.subject_of(&task_id));
     let run = async {
         let s: NewStatus = parse(&read_body(body).await?, "status")?;
         if s.status == TaskStatus::New {
@@ -117,6 +122,7 @@ pub(super) async fn add_report(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    st.journal.record(now_ms(), "add_report", &st.journal.subject_of(&task_id));
     let run = async {
         let key = idempotency::key_from(&headers)?;
         let body = read_body(body).await?;

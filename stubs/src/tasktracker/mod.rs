@@ -20,6 +20,7 @@ use crate::budget::BudgetStats;
 use crate::config::TaskTrackerConfig;
 use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
+use crate::journal::{Arrival, Journal};
 use crate::server::{Serving, prepare};
 use crate::stats::EndpointStats;
 use crate::util::lock;
@@ -57,6 +58,7 @@ pub(crate) struct TaskTracker {
     pub gate: Arc<Gate>,
     pub tracker: Mutex<Tracker>,
     pub origin: String,
+    pub journal: Journal,
 }
 
 /// A running TaskTracker stub. Dropping it stops the server too.
@@ -73,6 +75,7 @@ pub async fn spawn_tasktracker(cfg: TaskTrackerConfig) -> anyhow::Result<TaskTra
         gate: Arc::clone(&p.gate),
         tracker: Mutex::new(Tracker::new()),
         origin: p.origin,
+        journal: Journal::default(),
     });
     let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
     tracing::info!(url = %state.origin, rate = %cfg.rate, "TaskTracker stub listening");
@@ -155,6 +158,10 @@ impl TaskTrackerHandle {
         self.state.stats()
     }
     /// Every task with its status and reports, in creation order.
+    /// Every request that reached a handler: when, which endpoint, about whom.
+    pub fn journal(&self) -> Vec<Arrival> {
+        self.state.journal.snapshot()
+    }
     pub fn tasks(&self) -> Vec<Task> {
         lock(&self.state.tracker).list()
     }
