@@ -9,8 +9,8 @@ use std::{
 };
 
 use docket_shared::{
-    db::{Db, runs::Run},
     settings::{Settings, Vars},
+    {db::Db, run::Run},
 };
 use docket_stubs::{DocexConfig, DocexHandle, TaskTrackerConfig, TaskTrackerHandle};
 use sqlx::PgPool;
@@ -184,6 +184,17 @@ impl TestEnv {
             let body = serde_json::json!({ "patient_id": id }).to_string();
             rabbit::publish_raw(&self.vhost, "patients", body.as_bytes()).await.expect("publishing a request");
         }
+    }
+
+    /// Publishes requests in `batch` at `priority` (as `docket publish
+    /// --batch --priority` would).
+    pub async fn publish_in(&self, batch: &str, priority: &str, ids: &[&str]) {
+        rabbit::wait_for_queue(&self.vhost, "patients").await;
+        let bodies: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| serde_json::json!({ "patient_id": id, "batch": batch, "priority": priority }).to_string().into())
+            .collect();
+        rabbit::publish_many(&self.vhost, "patients", &bodies).await.expect("publishing requests");
     }
 
     pub async fn runs(&self, patient_id: &str) -> Vec<Run> {

@@ -73,6 +73,24 @@ pub async fn publish_raw(vhost: &str, queue: &str, body: &[u8]) -> anyhow::Resul
     Ok(())
 }
 
+/// Publishes many bodies to `queue` on one connection, confirmed together.
+pub async fn publish_many(vhost: &str, queue: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+    let conn = connect(vhost).await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let mut confirms = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let props = BasicProperties::default().with_delivery_mode(2);
+        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        confirms.push(ch.basic_publish("".into(), queue.into(), options, body, props).await?);
+    }
+    for confirm in futures::future::join_all(confirms).await {
+        anyhow::ensure!(matches!(confirm?, lapin::Confirmation::Ack(None)), "no queue {queue} took a message");
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
 /// Waits until a stage has declared the topology (the queue exists).
 pub async fn wait_for_queue(vhost: &str, queue: &str) {
     crate::wait::eventually(Duration::from_secs(60), "the topology to be declared", || async {

@@ -70,7 +70,7 @@ impl App {
     /// `note_error`; the parked message itself is what must not be lost).
     pub async fn note_parked(&self, run_id: Option<Uuid>, reason: &str) {
         let (Some(db), Some(run)) = (&self.db, run_id) else { return };
-        let mark = crate::db::runs::mark_parked(&db.pool, run, reason);
+        let mark = crate::run::edges::mark_parked(&db.pool, run, reason);
         let failed = match tokio::time::timeout(Duration::from_secs(2), mark).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),

@@ -26,6 +26,11 @@ pub enum StageError {
     /// it is parked with this reason for an operator to read and replay.
     #[error("{0}")]
     Permanent(String),
+    /// The message's run is paused (or was cancelled) since the message was
+    /// sent: it is dropped, and the run's state in PostgreSQL brings the
+    /// step back when the run is resumed. No attempt is counted.
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 pub type StageResult<T = ()> = Result<T, StageError>;
@@ -47,6 +52,7 @@ impl StageError {
             StageError::Wait { .. } => "delayed",
             StageError::Blocked { .. } => "held",
             StageError::Permanent(_) => "parked",
+            StageError::Stopped(_) => "stopped",
         }
     }
 }

@@ -5,9 +5,12 @@
 //!   metrics, supervise consumers, drain on SIGTERM.
 //! - [`broker`]: RabbitMQ: topology, the consume loop, publishing with
 //!   confirms, delays through TTL tiers, parking, holding.
-//! - [`db`]: PostgreSQL: migrations, the run model, the transactional outbox.
+//! - [`db`]: PostgreSQL: the pool, migrations, the transactional outbox.
+//! - [`run`]: a run's life: its states, one function per move, the waiting
+//!   rooms that order scarce steps, and the operator's controls.
 //! - [`outside`]: DocumentExchange and TaskTracker, each behind one gate: a
 //!   circuit breaker and a fleet-wide GCRA limiter in Redis.
+//! - [`slots`]: a concurrency bound shared by an urgent and a normal lane.
 //! - [`storage`]: object storage (`file://`, `s3://`) for documents and scratch.
 //! - [`messages`]: the message types, one per queue.
 //! - [`error`]: the handler error type; its variant decides what happens next.
@@ -21,8 +24,10 @@ pub mod http;
 pub mod messages;
 pub mod metrics;
 pub mod outside;
+pub mod run;
 pub mod service;
 pub mod settings;
+pub mod slots;
 pub mod storage;
 pub mod telemetry;
 

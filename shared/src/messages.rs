@@ -5,12 +5,22 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::db::runs::Step;
+pub use crate::run::Step;
 
-/// `patients`: a request for a patient's records, as anyone may publish it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `patients`: a request for a patient's records, as anyone may publish it:
+/// `{"patient_id": "P1"}`, optionally with `"batch"` (an operator's name for
+/// a set of requests; `default` when absent) and `"priority"` (`urgent`,
+/// `normal` when absent, or `bulk`). Unknown fields are refused, so that a
+/// misspelt `"priority"` is parked with a reason instead of quietly ignored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatientRequest {
     pub patient_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    /// Text, so that a wrong value is parked with a reason that names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
 }
 
 /// `docket.store`: put a document's original, or its PDF, into storage.

@@ -67,6 +67,18 @@ pub struct StatusLabels {
     pub status: &'static str,
 }
 
+/// A batch is an operator's label (a few per deployment), never a patient.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchLabels {
+    pub batch: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchStateLabels {
+    pub batch: String,
+    pub state: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn seconds_histogram() -> Histogram {
@@ -93,6 +105,8 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub outbox_pending: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub bytes_stored: Counter<u64, AtomicU64>,
+    pub batch_runs: Family<BatchStateLabels, Gauge>,
+    pub batch_eta_seconds: Family<BatchLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -122,6 +136,8 @@ impl Metrics {
             broker_connected: Gauge::default(),
             outbox_pending: Gauge::default(),
             bytes_stored: Counter::default(),
+            batch_runs: Family::default(),
+            batch_eta_seconds: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -146,6 +162,16 @@ impl Metrics {
         r.register("broker_connected", "1 when connected to RabbitMQ", m.broker_connected.clone());
         r.register("outbox_pending", "Messages committed but not yet published", m.outbox_pending.clone());
         r.register("bytes_stored", "Bytes written to the storage service", m.bytes_stored.clone());
+        r.register(
+            "batch_runs",
+            "Runs of a batch by where they are (waiting, working, found, not_found, cancelled, paused, parked)",
+            m.batch_runs.clone(),
+        );
+        r.register(
+            "batch_eta_seconds",
+            "Estimated seconds until a batch is done, from the work left and the budgets",
+            m.batch_eta_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 

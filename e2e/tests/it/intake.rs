@@ -20,7 +20,7 @@ async fn a_second_request_joins_the_run_in_progress_and_a_later_one_starts_a_new
     env.publish(&["P-TWICE"]).await;
     eventually(Duration::from_secs(30), "the run to start", || async {
         let runs = env.runs("P-TWICE").await;
-        if runs.first().is_some_and(|r| r.state == "poll") {
+        if runs.first().is_some_and(|r| r.state.as_str() == "poll") {
             Ok(())
         } else {
             Err(format!("{:?}", runs.first().map(|r| &r.state)))
@@ -97,7 +97,9 @@ async fn a_parked_step_marks_its_run_frees_its_job_slot_and_a_new_request_restar
         let env = &env;
         move || async move {
             let runs = env.runs(id).await;
-            runs.last().map(|r| (r.state.clone(), r.parked, r.holds_job_slot)).ok_or_else(|| "no run yet".to_string())
+            runs.last()
+                .map(|r| (r.state.to_string(), r.parked, r.holds_job_slot))
+                .ok_or_else(|| "no run yet".to_string())
         }
     };
     eventually(Duration::from_secs(30), "the first run polling", || async {

@@ -7,7 +7,11 @@ use crate::{publish, seed, status};
 pub async fn run(settings: &Settings, n: u32) -> anyhow::Result<()> {
     seed::demo(settings, n).await?;
     let ids: Vec<String> = (1..=n).map(seed::demo_id).collect();
-    publish::publish(settings, &ids).await?;
+    let requests: Vec<_> = ids
+        .iter()
+        .map(|id| docket_shared::messages::PatientRequest { patient_id: id.clone(), ..Default::default() })
+        .collect();
+    publish::publish(settings, &requests).await?;
     println!("published {n} requests; waiting for their reports");
     status::wait(settings, "2h").await?;
     let tracker = status::tracker(settings)?;

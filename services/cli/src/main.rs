@@ -1,15 +1,28 @@
-//! `docket`: the operator's tool. Seed demo patients, publish requests, see
-//! a patient's run, wait for work to finish, read reports, and list or
-//! replay parked messages. It reads the same settings as the services.
+//! `docket`: the operator's tool. Seed demo patients, publish requests in
+//! batches and priorities, see a patient's run or a batch's progress and
+//! finish, pause, resume or cancel work, wait for it to finish, read
+//! reports, replay parked messages and run finished runs again. It reads the
+//! same settings as the services.
 
+mod batches;
+mod control;
 mod demo;
 mod parked;
 mod publish;
+mod rerun;
 mod seed;
 mod status;
 
-use clap::{Parser, Subcommand};
-use docket_shared::{Settings, telemetry};
+use clap::{Args, Parser, Subcommand};
+use docket_shared::{
+    Settings,
+    run::{
+        Priority,
+        control::{Action, Scope},
+    },
+    settings::duration,
+    telemetry,
+};
 
 #[derive(Parser)]
 #[command(name = "docket", version, about = "Operate the docket records pipeline")]
@@ -36,9 +49,51 @@ enum Command {
         /// Publish the first N demo patients.
         #[arg(long)]
         demo: Option<u32>,
+        /// The batch the requests belong to (default: `default`).
+        #[arg(long)]
+        batch: Option<String>,
+        /// urgent, normal (the default) or bulk.
+        #[arg(long)]
+        priority: Option<String>,
     },
-    /// Show a patient's latest run: stage, documents done of total, last error, history.
-    Status { patient_id: String },
+    /// Show a patient's latest run (stage, documents, last error, history),
+    /// or with --batch one batch's progress and estimated finish.
+    Status {
+        patient_id: Option<String>,
+        #[arg(long, conflicts_with = "patient_id")]
+        batch: Option<String>,
+    },
+    /// Every batch: runs waiting, working, finished, paused, cancelled, and
+    /// when it will be done.
+    Batches,
+    /// Pause a batch, a patient or everything: no outside call from the commit on.
+    Pause(Target),
+    /// Resume what a pause stopped: runs go on from the step they were at.
+    Resume(Target),
+    /// Cancel a batch, a patient or everything: each run ends with a report saying so.
+    Cancel(Target),
+    /// Run again the patients whose last run finished and matches the filters.
+    Rerun {
+        /// Patient IDs.
+        ids: Vec<String>,
+        #[arg(long)]
+        batch: Option<String>,
+        /// Text in a document's failure reason or the run's last error.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Finished no longer ago than this (e.g. 12h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs that were cancelled.
+        #[arg(long)]
+        cancelled: bool,
+        /// The new runs' priority (default: the old run's).
+        #[arg(long)]
+        priority: Option<String>,
+        /// List what would run again; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Counts of runs by state, and the runs in progress.
     Runs,
     /// Wait until no run is in progress and the intake queue is empty.
@@ -68,14 +123,46 @@ enum ParkedAction {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Send parked messages back to the queue they came from.
+    /// Send parked messages back to the queue they came from: by ID, by
+    /// filters (which combine), or all.
     Replay {
         /// Message IDs to replay (from `parked list`).
         ids: Vec<String>,
         /// Replay every parked message.
         #[arg(long)]
         all: bool,
+        /// Only messages of this batch's requests and runs.
+        #[arg(long)]
+        batch: Option<String>,
+        /// Only messages whose reason contains this text.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only messages parked no longer ago than this (e.g. 12h).
+        #[arg(long)]
+        since: Option<String>,
     },
+}
+
+/// What a control covers: exactly one of these.
+#[derive(Args)]
+struct Target {
+    #[arg(long)]
+    batch: Option<String>,
+    #[arg(long = "patient")]
+    patient_id: Option<String>,
+    #[arg(long)]
+    all: bool,
+}
+
+impl Target {
+    fn scope(self) -> anyhow::Result<Scope> {
+        Scope::pick(self.all, self.batch, self.patient_id)
+            .map_err(|e| anyhow::anyhow!("{e} (--batch NAME, --patient ID or --all)"))
+    }
+}
+
+fn since(text: Option<String>) -> anyhow::Result<Option<std::time::Duration>> {
+    text.map(|t| duration(&t).map_err(|e| anyhow::anyhow!("--since: {e}"))).transpose()
 }
 
 #[tokio::main]
@@ -93,13 +180,29 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(docket_shared::settings::LogFormat::Text);
     match cli.command {
         Command::Seed { demo } => seed::demo(&settings, demo).await,
-        Command::Publish { ids, file, demo } => publish::run(&settings, ids, file, demo).await,
-        Command::Status { patient_id } => status::patient(&settings, &patient_id).await,
+        Command::Publish { ids, file, demo, batch, priority } => {
+            publish::run(&settings, publish::Publish { ids, file, demo, batch, priority }).await
+        }
+        Command::Status { batch: Some(batch), .. } => batches::show(&settings, &batch).await,
+        Command::Status { patient_id: Some(patient_id), .. } => status::patient(&settings, &patient_id).await,
+        Command::Status { .. } => anyhow::bail!("give a patient ID, or --batch NAME"),
+        Command::Batches => batches::list(&settings).await,
+        Command::Pause(target) => control::apply(&settings, Action::Pause, target.scope()?).await,
+        Command::Resume(target) => control::apply(&settings, Action::Resume, target.scope()?).await,
+        Command::Cancel(target) => control::apply(&settings, Action::Cancel, target.scope()?).await,
+        Command::Rerun { ids, batch, reason, since: within, cancelled, priority, dry_run } => {
+            let priority =
+                priority.map(|p| Priority::parse(&p).map_err(|e| anyhow::anyhow!("--priority: {e}"))).transpose()?;
+            let filter = rerun::Filter { ids, batch, reason, since: since(within)?, cancelled };
+            rerun::run(&settings, filter, priority, dry_run).await
+        }
         Command::Runs => status::runs(&settings).await,
         Command::Wait { timeout } => status::wait(&settings, &timeout).await,
         Command::Report { patient_id } => status::report(&settings, &patient_id).await,
         Command::Demo { patients } => demo::run(&settings, patients).await,
         Command::Parked { action: ParkedAction::List { limit } } => parked::list(&settings, limit).await,
-        Command::Parked { action: ParkedAction::Replay { ids, all } } => parked::replay(&settings, ids, all).await,
+        Command::Parked { action: ParkedAction::Replay { ids, all, batch, reason, since: within } } => {
+            parked::replay(&settings, parked::Filter { ids, all, batch, reason, since: since(within)? }).await
+        }
     }
 }

@@ -2,16 +2,17 @@
 //! management UI too). Listing takes them without acking and lets them go
 //! back; replay republishes chosen ones to their queue, then acks them.
 
-use std::collections::HashSet;
-
 use docket_shared::{
     Settings,
     broker::{
         Broker,
         consume::parked_reason,
-        message::{H_ATTEMPT, H_PARKED_AT, H_QUEUE, H_REASON, H_STAGE, header_text},
+        message::{H_ATTEMPT, H_PARKED_AT, H_QUEUE, H_REASON, H_RUN, H_STAGE, header_text},
         topology::{PARKED, WORK_EXCHANGE},
     },
+    db::Db,
+    messages::PatientRequest,
+    run::{DEFAULT_BATCH, Step},
 };
 use lapin::{
     BasicProperties, Channel,
@@ -68,13 +69,72 @@ pub async fn list(settings: &Settings, limit: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn replay(settings: &Settings, ids: Vec<String>, all: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(all || !ids.is_empty(), "give message IDs from `docket parked list`, or --all");
-    let wanted: HashSet<String> = ids.into_iter().collect();
+/// Which parked messages to replay: chosen IDs, or every one that matches
+/// all the filters given.
+pub struct Filter {
+    pub ids: Vec<String>,
+    pub all: bool,
+    pub batch: Option<String>,
+    /// Text in the parking reason (case-insensitive).
+    pub reason: Option<String>,
+    /// Parked no longer ago than this.
+    pub since: Option<std::time::Duration>,
+}
+
+impl Filter {
+    fn any_filter(&self) -> bool {
+        self.batch.is_some() || self.reason.is_some() || self.since.is_some()
+    }
+
+    async fn matches(&self, d: &Delivery, db: Option<&Db>) -> anyhow::Result<bool> {
+        if !self.ids.is_empty() && !self.ids.contains(&id_of(d)) {
+            return Ok(false);
+        }
+        let headers = d.properties.headers().clone().unwrap_or_default();
+        if let Some(text) = &self.reason
+            && !parked_reason(Some(&headers)).to_lowercase().contains(&text.to_lowercase())
+        {
+            return Ok(false);
+        }
+        if let Some(since) = self.since {
+            let at = header_text(&headers, H_PARKED_AT).and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+            let cutoff = chrono::Utc::now() - chrono::Duration::from_std(since).unwrap_or_default();
+            if at.is_none_or(|at| at < cutoff) {
+                return Ok(false);
+            }
+        }
+        if let (Some(batch), Some(db)) = (&self.batch, db) {
+            return Ok(batch_of(d, &headers, db).await?.as_deref() == Some(batch.as_str()));
+        }
+        Ok(true)
+    }
+}
+
+/// The batch a parked message belongs to: a request's own field, or its run's.
+async fn batch_of(d: &Delivery, headers: &FieldTable, db: &Db) -> anyhow::Result<Option<String>> {
+    if let Ok(request) = serde_json::from_slice::<PatientRequest>(&d.data) {
+        return Ok(Some(request.batch.unwrap_or_else(|| DEFAULT_BATCH.to_string())));
+    }
+    let run = header_text(headers, H_RUN).and_then(|r| uuid::Uuid::parse_str(&r).ok());
+    let Some(run) = run.or_else(|| serde_json::from_slice::<Step>(&d.data).ok().map(|s| s.run_id)) else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_scalar("SELECT batch FROM docket.runs WHERE run_id = $1").bind(run).fetch_optional(&db.pool).await?)
+}
+
+pub async fn replay(settings: &Settings, filter: Filter) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        filter.all || !filter.ids.is_empty() || filter.any_filter(),
+        "give message IDs from `docket parked list`, filters (--batch, --reason, --since), or --all"
+    );
+    let db = match filter.batch {
+        Some(_) => Some(Db::connect_lazy(&settings.database_url, 2)?),
+        None => None,
+    };
     let (conn, channel) = open(settings).await?;
     let mut replayed = 0;
     for d in take(&channel, usize::MAX).await? {
-        if !all && !wanted.contains(&id_of(&d)) {
+        if !filter.matches(&d, db.as_ref()).await? {
             continue;
         }
         let queue = origin(&d);

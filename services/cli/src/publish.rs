@@ -7,17 +7,23 @@ use docket_shared::{
     Settings,
     broker::{Broker, topology::queues},
     messages::{PatientRequest, valid_patient_id},
+    run::{Priority, invalid_batch},
 };
 use lapin::{BasicProperties, options::BasicPublishOptions, options::ConfirmSelectOptions};
 
 use crate::seed::demo_id;
 
-pub async fn run(
-    settings: &Settings,
-    mut ids: Vec<String>,
-    file: Option<std::path::PathBuf>,
-    demo: Option<u32>,
-) -> anyhow::Result<()> {
+/// What to publish: patient IDs, and the batch and priority they go in.
+pub struct Publish {
+    pub ids: Vec<String>,
+    pub file: Option<std::path::PathBuf>,
+    pub demo: Option<u32>,
+    pub batch: Option<String>,
+    pub priority: Option<String>,
+}
+
+pub async fn run(settings: &Settings, what: Publish) -> anyhow::Result<()> {
+    let Publish { mut ids, file, demo, batch, priority } = what;
     if let Some(path) = file {
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
@@ -30,19 +36,33 @@ pub async fn run(
         // Published anyway would only be parked; say so now instead.
         anyhow::bail!("{bad:?} is not a patient ID (1 to 64 ASCII letters, digits, '-' or '_')");
     }
-    let n = publish(settings, &ids).await?;
-    println!("published {n} request{} to the patients queue", if n == 1 { "" } else { "s" });
+    if let Some(why) = batch.as_deref().and_then(invalid_batch) {
+        anyhow::bail!("--batch: {why}");
+    }
+    let priority = priority.map(|p| Priority::parse(&p).map_err(|e| anyhow::anyhow!("--priority: {e}"))).transpose()?;
+    let requests: Vec<PatientRequest> = ids
+        .iter()
+        .map(|id| PatientRequest {
+            patient_id: id.clone(),
+            batch: batch.clone(),
+            priority: priority.map(|p| p.as_str().to_string()),
+        })
+        .collect();
+    let n = publish(settings, &requests).await?;
+    let batch = batch.map(|b| format!(" in batch {b}")).unwrap_or_default();
+    let priority = priority.map(|p| format!(", {p}")).unwrap_or_default();
+    println!("published {n} request{}{batch}{priority} to the patients queue", if n == 1 { "" } else { "s" });
     Ok(())
 }
 
-pub async fn publish(settings: &Settings, ids: &[String]) -> anyhow::Result<usize> {
+pub async fn publish(settings: &Settings, requests: &[PatientRequest]) -> anyhow::Result<usize> {
     let conn = Broker::new(settings, "docket-cli").connect().await?;
     let channel = conn.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    for chunk in ids.chunks(500) {
+    for chunk in requests.chunks(500) {
         let mut confirms = Vec::with_capacity(chunk.len());
-        for id in chunk {
-            let body = serde_json::to_vec(&PatientRequest { patient_id: id.clone() })?;
+        for request in chunk {
+            let body = serde_json::to_vec(request)?;
             let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
             let options = BasicPublishOptions { mandatory: true, ..Default::default() };
             confirms.push(channel.basic_publish("".into(), queues::PATIENTS.into(), options, &body, props).await?);
@@ -57,5 +77,5 @@ pub async fn publish(settings: &Settings, ids: &[String]) -> anyhow::Result<usiz
         }
     }
     let _ = conn.close(200, "done".into()).await;
-    Ok(ids.len())
+    Ok(requests.len())
 }

@@ -6,10 +6,10 @@ use std::{sync::Arc, time::Duration};
 use docket_shared::{
     Settings,
     broker::{Broker, topology::queues},
-    db::{Db, runs::Run},
     metrics::Metrics,
     outside::{Api, Redis, tasktracker::TaskTracker},
     settings::duration,
+    {db::Db, run::Run},
 };
 use lapin::{options::QueueDeclareOptions, types::FieldTable};
 

@@ -11,6 +11,7 @@ use docket_shared::{
     consumer,
     messages::{Conversion, ConvertJob, StoreStep, scratch},
     metrics::KindLabels,
+    slots::Slots,
 };
 use tracing::debug;
 
@@ -31,7 +32,9 @@ pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_else(|| PathBuf::from("docket-convert"));
     tracing::info!(prefetch, memory_cap = limits.memory_bytes, timeout = ?limits.timeout, "conversion limits");
-    vec![consumer(app, Convert { app: app.clone(), exe, limits, prefetch })]
+    // Two lanes, one bulkhead: urgent runs' documents take the next free slot.
+    let convert = Arc::new(Convert { app: app.clone(), exe, limits, prefetch, slots: Slots::new(prefetch.into()) });
+    vec![consumer(app, Lane::<false>(convert.clone())), consumer(app, Lane::<true>(convert))]
 }
 
 /// Runs the convert stage until SIGTERM.
@@ -44,7 +47,12 @@ pub struct Convert {
     exe: PathBuf,
     limits: Limits,
     prefetch: u16,
+    /// CONVERT_PREFETCH conversions at once across both lanes.
+    slots: Slots,
 }
+
+/// The convert handler on one lane: `docket.convert`, or its urgent lane.
+pub struct Lane<const URGENT: bool>(Arc<Convert>);
 
 /// A short, safe extension for the child's file name (a hint only).
 fn safe_ext(ext: &str) -> String {
@@ -52,15 +60,22 @@ fn safe_ext(ext: &str) -> String {
     if e.is_empty() { "bin".into() } else { e.to_ascii_lowercase() }
 }
 
-impl Handler for Convert {
+impl<const URGENT: bool> Handler for Lane<URGENT> {
     type Input = ConvertJob;
-    const QUEUE: &'static str = queues::CONVERT;
+    const QUEUE: &'static str = if URGENT { queues::CONVERT_URGENT } else { queues::CONVERT };
 
     fn prefetch(&self, _app: &App) -> u16 {
-        self.prefetch
+        self.0.prefetch
     }
 
     async fn handle(&self, job: ConvertJob, _meta: &Meta) -> StageResult {
+        let _slot = self.0.slots.acquire(URGENT).await;
+        self.0.convert(job).await
+    }
+}
+
+impl Convert {
+    async fn convert(&self, job: ConvertJob) -> StageResult {
         let app = &self.app;
         let work = tempfile::tempdir_in(&app.settings.work_dir)?;
         let ext = safe_ext(&job.ext);

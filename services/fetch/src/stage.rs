@@ -7,9 +7,9 @@ use std::{path::PathBuf, sync::Arc};
 use docket_shared::{
     App, Handler, Meta, Outgoing, StageError, StageResult, Transient, UnitOfWork,
     broker::topology::queues,
-    db::runs::{self, FOUND, NOT_FOUND, Run, Step, state},
     messages::{StoreStep, scratch},
     outside::docex::Download,
+    run::{self, Guard, Run, State, Step, edges},
 };
 use futures::{StreamExt, TryStreamExt};
 use tracing::info;
@@ -37,7 +37,7 @@ impl Handler for Fetch {
 
     async fn handle(&self, step: Step, _meta: &Meta) -> StageResult {
         let app = &self.0;
-        let Some(run) = runs::current(&app.db().pool, step, state::FETCH).await? else { return Ok(()) };
+        let Some(run) = run::current(&app.db().pool, step, State::Fetch).await? else { return Ok(()) };
         let guard = WorkDir(Some(tempfile::tempdir_in(&app.settings.work_dir)?));
         let work = guard.0.as_ref().expect("the work dir was just created");
         let archive = if run.archive_fetched {
@@ -45,14 +45,14 @@ impl Handler for Fetch {
         } else {
             match download(app, &run, work).await? {
                 Some(path) => path,
-                None => return search_again(app, step, &run).await,
+                None => return search_again(app, &run).await,
             }
         };
         let docs = match archive {
             Ok(path) => unpack(app, &run, path, work).await?,
             Err(reason) => vec![Doc { index: 0, name: "(archive)".into(), outcome: Err(reason) }],
         };
-        record(app, step, &run, &docs).await?;
+        record(app, &run, &docs).await?;
         let _ = app.scratch.delete_prefix(&scratch::archive(run.run_id)).await;
         Ok(())
     }
@@ -89,7 +89,8 @@ async fn download(app: &App, run: &Run, work: &tempfile::TempDir) -> StageResult
         None => work.path().join("archive.zip"),
     };
     let limit = app.settings.archive_max_bytes;
-    let downloaded = app.docex().download(url, &local, limit).await;
+    let guard = Guard::new(&app.db().pool, run);
+    let downloaded = app.docex().download(url, &local, limit, &guard).await;
     if !matches!(downloaded, Ok(Download::Saved { .. })) {
         let _ = tokio::fs::remove_file(&local).await;
     }
@@ -113,12 +114,7 @@ async fn download(app: &App, run: &Run, work: &tempfile::TempDir) -> StageResult
     };
     // Checkpoint: the download is done and its job slot is free for the next
     // search, whatever happens during extraction.
-    sqlx::query(
-        "UPDATE docket.runs SET archive_fetched = true, holds_job_slot = false, updated_at = now() WHERE run_id = $1",
-    )
-    .bind(run.run_id)
-    .execute(&app.db().pool)
-    .await?;
+    edges::keep_download(&app.db().pool, run.run_id).await?;
     Ok(Some(result))
 }
 
@@ -138,24 +134,12 @@ async fn local_archive(app: &App, run: &Run, work: &tempfile::TempDir) -> StageR
     Ok(Err("the archive is larger than the download limit".into()))
 }
 
-async fn search_again(app: &App, step: Step, run: &Run) -> StageResult {
+async fn search_again(app: &App, run: &Run) -> StageResult {
     let mut uow = UnitOfWork::begin(app).await?;
-    let moved = sqlx::query(
-        "UPDATE docket.runs SET job_id = NULL, archive_url = NULL, search_attempt = search_attempt + 1,
-             state = $3, seq = seq + 1, parked = false, updated_at = now()
-         WHERE run_id = $1 AND seq = $2 AND state = $4",
-    )
-    .bind(step.run_id)
-    .bind(step.seq)
-    .bind(state::SEARCH)
-    .bind(state::FETCH)
-    .execute(uow.conn())
-    .await?;
-    if moved.rows_affected() == 1 {
-        runs::event(uow.conn(), run.run_id, "fetch", "archive expired or gone; searching again").await?;
-        uow.send(Outgoing::new(queues::SEARCH, &runs::next(step)).run(run.run_id));
+    if edges::search_again(&mut uow, run, "fetch", "archive expired or gone; searching again").await? {
+        uow.commit(app).await?;
     }
-    uow.commit(app).await
+    Ok(())
 }
 
 /// Extracts (off the async runtime) and copies every usable file to scratch.
@@ -211,27 +195,11 @@ fn label(name: &str) -> String {
 
 /// One commit: every document row, the run's totals and state, and a store
 /// message per usable document (or the report, when none is usable).
-async fn record(app: &App, step: Step, run: &Run, docs: &[Doc]) -> StageResult {
+async fn record(app: &App, run: &Run, docs: &[Doc]) -> StageResult {
     let total = docs.len() as i32;
     let failed = docs.iter().filter(|d| d.outcome.is_err()).count() as i32;
-    let status = if total > 0 { FOUND } else { NOT_FOUND };
-    let next_state = if failed < total { state::DOCUMENTS } else { state::REPORT };
     let mut uow = UnitOfWork::begin(app).await?;
-    let moved = sqlx::query(
-        "UPDATE docket.runs SET docs_total = $3, docs_done = $4, docs_failed = $4, documents_status = $5,
-             holds_job_slot = false, state = $6, seq = seq + 1, parked = false, updated_at = now(), last_error = NULL
-         WHERE run_id = $1 AND seq = $2 AND state = $7",
-    )
-    .bind(step.run_id)
-    .bind(step.seq)
-    .bind(total)
-    .bind(failed)
-    .bind(status)
-    .bind(next_state)
-    .bind(state::FETCH)
-    .execute(uow.conn())
-    .await?;
-    if moved.rows_affected() == 0 {
+    if !edges::extracted(&mut uow, run, total, failed).await? {
         return Ok(());
     }
     let indexes: Vec<i32> = docs.iter().map(|d| d.index).collect();
@@ -254,17 +222,11 @@ async fn record(app: &App, step: Step, run: &Run, docs: &[Doc]) -> StageResult {
     .bind(reasons)
     .execute(uow.conn())
     .await?;
-    let next = runs::next(step);
-    if next_state == state::REPORT {
-        uow.send(Outgoing::new(queues::REPORT, &next).run(run.run_id));
-    }
     for d in docs.iter().filter(|d| d.outcome.is_ok()) {
         uow.send(
             Outgoing::new(queues::STORE, &StoreStep::Original { run_id: run.run_id, doc: d.index }).run(run.run_id),
         );
     }
-    let text = format!("archive extracted: {total} documents, {failed} unusable");
-    runs::event(uow.conn(), run.run_id, "fetch", &text).await?;
     uow.commit(app).await?;
     info!(run_id = %run.run_id, total, failed, "archive extracted");
     Ok(())

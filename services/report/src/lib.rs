@@ -14,5 +14,5 @@ pub fn service() -> Service {
 }
 
 pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
-    vec![consumer(app, report::Report(app.clone()))]
+    vec![consumer(app, report::Report(app.clone())), consumer(app, report::UrgentReport(app.clone()))]
 }

@@ -1,27 +1,35 @@
 //! docket-search: takes patient requests in, creates their TaskTracker task,
 //! and starts their DocumentExchange search.
 //!
-//! - [`intake`]: `patients` → start a run, or join the one in progress.
-//! - [`task`]: `docket.task` → create the task (idempotency key from the run).
-//! - [`search`]: `docket.search` → take a DocEx job slot and a search slot
-//!   from the shared budget, start the search, begin polling.
+//! - [`intake`]: `patients` → start a run (in its batch, at its priority),
+//!   or join the one in progress.
+//! - [`task`]: the task room, woken by `docket.task` → create the head's task
+//!   (idempotency key from the run).
+//! - [`search`]: the search room, woken by `docket.search` → the head takes a
+//!   DocEx job slot and a search slot from the shared budget, starts the
+//!   search, begins polling.
+//! - [`control`]: `docket.control` → pause, resume, cancel.
 
+pub mod control;
 pub mod intake;
 pub mod search;
 pub mod task;
 
 use std::sync::Arc;
 
-use docket_shared::{App, Needs, Service, broker::Consumer, consumer};
+use docket_shared::{App, Needs, Service, broker::Consumer, consumer, run::wakeup::Wakeups};
 
 pub fn service() -> Service {
     Service { name: "search", port: 9101, needs: Needs { db: true, docex: true, tracker: true, storage: false } }
 }
 
 pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
+    // The batch gauges; stops with the service (it watches the shutdown token).
+    tokio::spawn(docket_shared::run::progress::export(app.clone()));
     vec![
         consumer(app, intake::Intake(app.clone())),
-        consumer(app, task::CreateTask(app.clone())),
-        consumer(app, search::Search(app.clone())),
+        consumer(app, Wakeups(app.clone(), task::CreateTask)),
+        consumer(app, Wakeups(app.clone(), search::StartSearch)),
+        consumer(app, control::Control(app.clone())),
     ]
 }

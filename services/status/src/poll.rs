@@ -1,14 +1,15 @@
 //! `docket.status` → one status read. Not ready: the next poll goes through
 //! the outbox with a longer delay. Finished: on to fetch, or to the report
-//! when nothing was found. Failed or unknown: search again with a new key.
+//! when nothing was found. Failed or unknown: back to the search room, to
+//! search again with a new key.
 
 use std::{sync::Arc, time::Duration};
 
 use docket_shared::{
-    App, Handler, Meta, Outgoing, StageError, StageResult, UnitOfWork,
+    App, Handler, Meta, StageError, StageResult, UnitOfWork,
     broker::topology::queues,
-    db::runs::{self, NOT_FOUND, Step, state},
     outside::docex::JobStatus,
+    run::{self, Guard, State, Step, edges},
 };
 use tracing::info;
 
@@ -32,97 +33,31 @@ impl Handler for Poll {
 
     async fn handle(&self, step: Step, _meta: &Meta) -> StageResult {
         let app = &self.0;
-        let Some(run) = runs::current(&app.db().pool, step, state::POLL).await? else { return Ok(()) };
+        let pool = &app.db().pool;
+        let Some(run) = run::current(pool, step, State::Poll).await? else { return Ok(()) };
         let job_id = run.job_id.clone().ok_or_else(|| StageError::permanent("run is polling without a job"))?;
-        let status = app.docex().status(&job_id).await?;
-        let next = runs::next(step);
+        let status = app.docex().status(&job_id, &Guard::new(pool, &run)).await?;
         let mut uow = UnitOfWork::begin(app).await?;
-        let (sql, to, event) = match &status {
-            JobStatus::Pending => (
-                "UPDATE docket.runs SET polls = polls + 1, state = $3, seq = seq + 1, parked = false, updated_at = now(),
-                     last_error = NULL
-                 WHERE run_id = $1 AND seq = $2 AND state = $4",
-                state::POLL,
-                None,
-            ),
+        let moved = match &status {
+            JobStatus::Pending => edges::job_pending(&mut uow, &run, schedule(app, run.polls + 1)).await?,
             JobStatus::Finished { count, archive_url: Some(url) } if *count > 0 => {
-                uow.send(Outgoing::new(queues::FETCH, &next).run(run.run_id));
-                let sql = "UPDATE docket.runs SET archive_url = $5, state = $3, seq = seq + 1, parked = false, updated_at = now(),
-                               last_error = NULL
-                           WHERE run_id = $1 AND seq = $2 AND state = $4";
-                return finish(
-                    app,
-                    uow,
-                    step,
-                    sql,
-                    state::FETCH,
-                    Some(url),
-                    &format!("job finished: {count} documents"),
-                )
-                .await;
+                edges::job_finished(&mut uow, &run, url, *count).await?
             }
             JobStatus::Finished { count, archive_url: None } if *count > 0 => {
                 return Err(StageError::transient(format!("DocEx reported {count} documents but no archive URL")));
             }
-            JobStatus::Finished { .. } => {
-                uow.send(Outgoing::new(queues::REPORT, &next).run(run.run_id));
-                let sql = "UPDATE docket.runs SET documents_status = $5, docs_total = 0, holds_job_slot = false,
-                               state = $3, seq = seq + 1, parked = false, updated_at = now(), last_error = NULL
-                           WHERE run_id = $1 AND seq = $2 AND state = $4";
-                return finish(app, uow, step, sql, state::REPORT, Some(NOT_FOUND), "job finished: no documents").await;
+            JobStatus::Finished { .. } => edges::nothing_found(&mut uow, &run).await?,
+            JobStatus::Failed => edges::search_again(&mut uow, &run, "status", "job failed; searching again").await?,
+            JobStatus::Missing => {
+                edges::search_again(&mut uow, &run, "status", "job unknown to DocEx; searching again").await?
             }
-            JobStatus::Failed | JobStatus::Missing => (
-                "UPDATE docket.runs SET job_id = NULL, search_attempt = search_attempt + 1, state = $3,
-                     seq = seq + 1, parked = false, updated_at = now()
-                 WHERE run_id = $1 AND seq = $2 AND state = $4",
-                state::SEARCH,
-                Some(if status == JobStatus::Failed {
-                    "job failed; searching again"
-                } else {
-                    "job unknown to DocEx; searching again"
-                }),
-            ),
         };
-        if to == state::POLL {
-            uow.send(Outgoing::new(queues::STATUS, &next).run(run.run_id).after(schedule(app, run.polls + 1)));
-        } else {
-            uow.send(Outgoing::new(queues::SEARCH, &next).run(run.run_id));
+        if moved {
+            uow.commit(app).await?;
+            if status != JobStatus::Pending {
+                info!(run_id = %run.run_id, %job_id, ?status, "job settled");
+            }
         }
-        let moved =
-            sqlx::query(sql).bind(step.run_id).bind(step.seq).bind(to).bind(state::POLL).execute(uow.conn()).await?;
-        if moved.rows_affected() == 0 {
-            return Ok(());
-        }
-        if let Some(text) = event {
-            runs::event(uow.conn(), run.run_id, "status", text).await?;
-            info!(run_id = %run.run_id, %job_id, "{text}");
-        }
-        uow.commit(app).await
+        Ok(())
     }
-}
-
-/// Applies a finishing transition with one extra bound value and commits.
-async fn finish(
-    app: &App,
-    mut uow: UnitOfWork,
-    step: Step,
-    sql: &str,
-    to: &str,
-    extra: Option<&str>,
-    event: &str,
-) -> StageResult {
-    let moved = sqlx::query(sql)
-        .bind(step.run_id)
-        .bind(step.seq)
-        .bind(to)
-        .bind(state::POLL)
-        .bind(extra)
-        .execute(uow.conn())
-        .await?;
-    if moved.rows_affected() == 0 {
-        return Ok(());
-    }
-    runs::event(uow.conn(), step.run_id, "status", event).await?;
-    info!(run_id = %step.run_id, "{event}");
-    uow.commit(app).await
 }

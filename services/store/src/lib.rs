@@ -1,8 +1,10 @@
 //! docket-store: the one writer of the storage service. Puts each original,
 //! then each PDF (or records why there is none), and counts a run's finished
 //! documents in one transactional update, so the last one is noticed
-//! exactly once, redeliveries included.
+//! exactly once, redeliveries included. Its dispatcher feeds the converters
+//! from the conversion room, in the room's order.
 
+pub mod dispatch;
 pub mod keys;
 pub mod store;
 
@@ -15,5 +17,8 @@ pub fn service() -> Service {
 }
 
 pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
-    vec![consumer(app, store::Store(app.clone()))]
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // Stops with the service (it watches the app's shutdown token).
+    tokio::spawn(dispatch::run(app.clone(), wake.clone()));
+    vec![consumer(app, store::Store { app: app.clone(), dispatch: wake })]
 }

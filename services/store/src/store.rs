@@ -1,34 +1,47 @@
-//! `docket.store`: originals on their way to conversion, PDFs (or failures)
-//! on their way to the report.
+//! `docket.store`: originals on their way to the conversion room, PDFs (or
+//! failures) on their way to the report.
 
 use std::sync::Arc;
 
 use docket_shared::{
-    App, Handler, Meta, Outgoing, StageError, StageResult, UnitOfWork,
+    App, Handler, Meta, StageError, StageResult, UnitOfWork,
     broker::topology::queues,
-    db::runs::{self, Step, state},
-    messages::{Conversion, ConvertJob, StoreStep, scratch},
+    messages::{Conversion, StoreStep, scratch},
     metrics::DocumentLabels,
+    run::{Priority, State, Step, edges},
 };
 use sqlx::FromRow;
+use tokio::sync::Notify;
 use tracing::info;
 use uuid::Uuid;
 
 use crate::keys;
 
-pub struct Store(pub Arc<App>);
+pub struct Store {
+    pub app: Arc<App>,
+    /// Wakes the dispatcher: a document entered the room, or one left the
+    /// converters and the window has room.
+    pub dispatch: Arc<Notify>,
+}
 
 #[derive(FromRow)]
 struct Doc {
     patient_id: String,
+    run_state: String,
     state: String,
-    name: String,
     key_name: String,
+}
+
+impl Doc {
+    /// The run is still among its documents (not cancelled, not done).
+    fn run_at_work(&self) -> bool {
+        State::parse(&self.run_state) == Some(State::Documents)
+    }
 }
 
 async fn doc(app: &App, run_id: Uuid, doc: i32) -> StageResult<Option<Doc>> {
     Ok(sqlx::query_as(
-        "SELECT r.patient_id, d.state, d.name, d.key_name
+        "SELECT r.patient_id, r.state AS run_state, d.state, d.key_name
          FROM docket.documents d JOIN docket.runs r USING (run_id)
          WHERE d.run_id = $1 AND d.doc = $2",
     )
@@ -56,9 +69,9 @@ impl Handler for Store {
 
 impl Store {
     async fn original(&self, run_id: Uuid, n: i32) -> StageResult {
-        let app = &self.0;
+        let app = &self.app;
         let Some(d) = doc(app, run_id, n).await? else { return Ok(()) };
-        if d.state != "extracted" {
+        if d.state != "extracted" || !d.run_at_work() {
             return Ok(());
         }
         let key = keys::original(&d.patient_id, run_id, n, &d.key_name);
@@ -68,33 +81,30 @@ impl Store {
             // be had any more, which the report says; the run goes on.
             Err(StageError::Permanent(_)) => {
                 let lost = Outcome::failed("unknown", "the extracted file was lost before it could be stored");
-                return finish(app, run_id, n, "extracted", lost).await;
+                return self.finish(run_id, n, "extracted", lost).await;
             }
             Err(e) => return Err(e),
         };
         app.metrics.bytes_stored.inc_by(bytes);
-        let mut uow = UnitOfWork::begin(app).await?;
-        let moved = sqlx::query(
+        // Into the conversion room; the dispatcher sends it on in its turn.
+        sqlx::query(
             "UPDATE docket.documents SET state = 'stored', original_key = $3, updated_at = now()
              WHERE run_id = $1 AND doc = $2 AND state = 'extracted'",
         )
         .bind(run_id)
         .bind(n)
         .bind(&key)
-        .execute(uow.conn())
+        .execute(&app.db().pool)
         .await?;
-        if moved.rows_affected() == 0 {
-            return Ok(());
-        }
-        let job = ConvertJob { run_id, doc: n, scratch_key: scratch::original(run_id, n), ext: extension(&d.name) };
-        uow.send(Outgoing::new(queues::CONVERT, &job).run(run_id));
-        uow.commit(app).await
+        self.dispatch.notify_one();
+        Ok(())
     }
 
     async fn pdf(&self, run_id: Uuid, n: i32, conversion: Conversion) -> StageResult {
-        let app = &self.0;
+        let app = &self.app;
         let Some(d) = doc(app, run_id, n).await? else { return Ok(()) };
-        if d.state != "stored" {
+        // A cancelled run reported without this document; it is not stored.
+        if d.state != "converting" || !d.run_at_work() {
             return Ok(());
         }
         let outcome = match conversion {
@@ -113,7 +123,53 @@ impl Store {
             }
             Conversion::Failed { kind, reason } => Outcome::failed(&kind, &reason),
         };
-        finish(app, run_id, n, "stored", outcome).await
+        self.finish(run_id, n, "converting", outcome).await
+    }
+
+    /// Records a document's end (if it is still in `from`) and counts it;
+    /// the count that reaches the total moves the run to its report,
+    /// exactly once.
+    async fn finish(&self, run_id: Uuid, n: i32, from: &str, outcome: Outcome) -> StageResult {
+        let app = &self.app;
+        let mut uow = UnitOfWork::begin(app).await?;
+        let moved = sqlx::query(
+            "UPDATE docket.documents SET state = $3, pdf_key = $4, pages = $5, kind = $6, reason = $7,
+                 finished_at = now(), updated_at = now()
+             WHERE run_id = $1 AND doc = $2 AND state = $8",
+        )
+        .bind(run_id)
+        .bind(n)
+        .bind(outcome.state)
+        .bind(&outcome.pdf_key)
+        .bind(outcome.pages)
+        .bind(&outcome.kind)
+        .bind(&outcome.reason)
+        .bind(from)
+        .execute(uow.conn())
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(());
+        }
+        let failed = i32::from(outcome.state == "failed");
+        let (done, total, seq, run_state, priority): (i32, Option<i32>, i64, String, i16) = sqlx::query_as(
+            "UPDATE docket.runs SET docs_done = docs_done + 1, docs_failed = docs_failed + $2, updated_at = now()
+             WHERE run_id = $1 RETURNING docs_done, docs_total, seq, state, priority",
+        )
+        .bind(run_id)
+        .bind(failed)
+        .fetch_one(uow.conn())
+        .await?;
+        if Some(done) == total && State::parse(&run_state) == Some(State::Documents) {
+            let step = Step { run_id, seq };
+            if edges::documents_done(&mut uow, step, Priority::from_rank(priority), done).await? {
+                info!(%run_id, documents = done, "last document done; reporting");
+            }
+        }
+        uow.commit(app).await?;
+        self.dispatch.notify_one();
+        let label = if failed == 1 { "failed" } else { "converted" };
+        app.metrics.documents.get_or_create(&DocumentLabels { outcome: label, kind: outcome.kind }).inc();
+        Ok(())
     }
 }
 
@@ -135,61 +191,5 @@ impl Outcome {
             kind: kind.to_string(),
             reason: Some(reason.to_string()),
         }
-    }
-}
-
-/// Records a document's end (if it is still in `from`) and counts it; the
-/// count that reaches the total moves the run to its report, exactly once.
-async fn finish(app: &App, run_id: Uuid, n: i32, from: &str, outcome: Outcome) -> StageResult {
-    let mut uow = UnitOfWork::begin(app).await?;
-    let moved = sqlx::query(
-        "UPDATE docket.documents SET state = $3, pdf_key = $4, pages = $5, kind = $6, reason = $7, updated_at = now()
-         WHERE run_id = $1 AND doc = $2 AND state = $8",
-    )
-    .bind(run_id)
-    .bind(n)
-    .bind(outcome.state)
-    .bind(&outcome.pdf_key)
-    .bind(outcome.pages)
-    .bind(&outcome.kind)
-    .bind(&outcome.reason)
-    .bind(from)
-    .execute(uow.conn())
-    .await?;
-    if moved.rows_affected() == 0 {
-        return Ok(());
-    }
-    let failed = i32::from(outcome.state == "failed");
-    let (done, total, seq, run_state): (i32, Option<i32>, i64, String) = sqlx::query_as(
-        "UPDATE docket.runs SET docs_done = docs_done + 1, docs_failed = docs_failed + $2, updated_at = now()
-         WHERE run_id = $1 RETURNING docs_done, docs_total, seq, state",
-    )
-    .bind(run_id)
-    .bind(failed)
-    .fetch_one(uow.conn())
-    .await?;
-    if Some(done) == total && run_state == state::DOCUMENTS {
-        let step = Step { run_id, seq };
-        if runs::advance(uow.conn(), step, state::DOCUMENTS, state::REPORT).await? {
-            runs::event(uow.conn(), run_id, "store", &format!("all {done} documents done")).await?;
-            uow.send(Outgoing::new(queues::REPORT, &runs::next(step)).run(run_id));
-            info!(%run_id, documents = done, "last document done; reporting");
-        }
-    }
-    uow.commit(app).await?;
-    let label = if failed == 1 { "failed" } else { "converted" };
-    app.metrics.documents.get_or_create(&DocumentLabels { outcome: label, kind: outcome.kind }).inc();
-    Ok(())
-}
-
-/// The extension of an archive name, lower-cased and short, as a hint for
-/// the converter (which judges by content).
-fn extension(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    match base.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 8 && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
-            ext.to_ascii_lowercase()
-        }
-        _ => String::new(),
     }
 }

@@ -19,7 +19,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use uuid::Uuid;
 
 use super::{
-    message::{self, H_PARKED_AT, H_QUEUE, H_REASON, H_STAGE, Meta, Outgoing, now_ms},
+    message::{self, H_PARKED_AT, H_QUEUE, H_REASON, H_RUN, H_STAGE, Meta, Outgoing, now_ms},
     publish::Raw,
     topology::{PARKED_EXCHANGE, hold_name},
 };
@@ -202,6 +202,10 @@ async fn settle(app: &App, delivery: &Delivery, meta: &Meta, outcome: Outcome) -
             warn!(%reason, "parking the message");
             (park(app, delivery, meta.queue, &reason, meta.run_id).await, "parked")
         }
+        Outcome::Failed(StageError::Stopped(reason)) => {
+            debug!(%reason, "dropping the message; the run's state brings its step back on resume");
+            (Ok(()), "stopped")
+        }
     };
     match published {
         Ok(()) => {
@@ -232,16 +236,31 @@ fn with_header(headers: Option<&FieldTable>, extra: &[(&str, &str)]) -> FieldTab
 /// Puts a message in the parked queue with its reason, origin and time;
 /// once the broker has confirmed it, marks its run (if any) as parked.
 pub async fn park(app: &App, delivery: &Delivery, queue: &str, reason: &str, run: Option<Uuid>) -> StageResult {
-    let at = chrono::Utc::now().to_rfc3339();
-    let headers = with_header(
-        delivery.properties.headers().as_ref(),
-        &[(H_REASON, reason), (H_QUEUE, queue), (H_STAGE, app.service), (H_PARKED_AT, &at)],
-    );
     // Every parked message gets an ID (its own, or a new one) to replay it by.
-    let id =
-        delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_else(|| Uuid::now_v7().to_string());
-    let raw =
-        Raw { exchange: PARKED_EXCHANGE, routing_key: queue, body: &delivery.data, headers, message_id: Some(id) };
+    let id = delivery.properties.message_id().as_ref().map(|s| s.to_string());
+    park_body(app, &delivery.data, delivery.properties.headers().as_ref(), id, queue, reason, run).await
+}
+
+/// Parks `body` as a message for `queue` would be parked (for a run parked
+/// by a waiting room, whose step has no message of its own).
+pub async fn park_body(
+    app: &App,
+    body: &[u8],
+    headers: Option<&FieldTable>,
+    message_id: Option<String>,
+    queue: &str,
+    reason: &str,
+    run: Option<Uuid>,
+) -> StageResult {
+    let at = chrono::Utc::now().to_rfc3339();
+    let run_text = run.map(|r| r.to_string()).unwrap_or_default();
+    let mut notes = vec![(H_REASON, reason), (H_QUEUE, queue), (H_STAGE, app.service), (H_PARKED_AT, at.as_str())];
+    if run.is_some() {
+        notes.push((H_RUN, run_text.as_str()));
+    }
+    let headers = with_header(headers, &notes);
+    let id = message_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+    let raw = Raw { exchange: PARKED_EXCHANGE, routing_key: queue, body, headers, message_id: Some(id) };
     app.broker.publisher.send_raw(raw).await?;
     app.note_parked(run, reason).await;
     Ok(())

@@ -3,7 +3,7 @@
 //! to it, hold queues for open breakers, and the parked queue.
 //!
 //! ```text
-//! publish ──► docket.work (direct, key = queue name) ──► patients, docket.task, … docket.report
+//! publish ──► docket.work (direct, key = queue name) ──► patients, docket.task, … docket.report, docket.control
 //! delay   ──► docket.delay.<ms> (fanout) ──► queue with TTL <ms> ──(dead-letter)──► docket.work
 //! park    ──► docket.parked (fanout) ──► docket.parked
 //! dead    ──► docket.dead (fanout) ──► docket.dead          (the broker's own dead-letters: a message
@@ -36,8 +36,15 @@ pub mod queues {
     pub const FETCH: &str = "docket.fetch";
     pub const STORE: &str = "docket.store";
     pub const CONVERT: &str = "docket.convert";
+    /// Urgent runs' documents: the convert stage serves this lane first.
+    pub const CONVERT_URGENT: &str = "docket.convert.urgent";
     pub const REPORT: &str = "docket.report";
-    pub const ALL: [&str; 8] = [PATIENTS, TASK, SEARCH, STATUS, FETCH, STORE, CONVERT, REPORT];
+    /// Urgent runs' reports, ahead of a backlog (say, a cancelled batch's).
+    pub const REPORT_URGENT: &str = "docket.report.urgent";
+    /// The operator's controls (pause, resume, cancel) as messages.
+    pub const CONTROL: &str = "docket.control";
+    pub const ALL: [&str; 11] =
+        [PATIENTS, TASK, SEARCH, STATUS, FETCH, STORE, CONVERT, CONVERT_URGENT, REPORT, REPORT_URGENT, CONTROL];
 }
 
 /// The name of the delay tier (exchange and queue) whose TTL is `ttl`.

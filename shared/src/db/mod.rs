@@ -1,8 +1,7 @@
-//! PostgreSQL: the pool, the migrations of the pipeline's own schema, the
-//! transactional outbox, and the run model every stage shares.
+//! PostgreSQL: the pool, the migrations of the pipeline's own schema, and
+//! the transactional outbox. The run model is [`crate::run`].
 
 pub mod outbox;
-pub mod runs;
 
 use std::time::Duration;
 

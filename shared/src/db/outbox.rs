@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -37,9 +37,15 @@ impl UnitOfWork {
         self.out.push(out);
     }
 
+    /// A unit of work for a tool without a broker connection (the CLI):
+    /// see [`UnitOfWork::commit_for_relay`].
+    pub async fn begin_on(pool: &PgPool) -> Result<UnitOfWork, sqlx::Error> {
+        Ok(UnitOfWork { tx: pool.begin().await?, out: Vec::new() })
+    }
+
     /// Commits the state and the messages, then publishes them.
     pub async fn commit(mut self, app: &App) -> StageResult {
-        let ids = insert(&mut self.tx, &self.out).await?;
+        let ids = insert(&mut self.tx, &self.out, false).await?;
         self.tx.commit().await?;
         if !ids.is_empty()
             && let Err(e) = flush(app, &ids).await
@@ -49,9 +55,17 @@ impl UnitOfWork {
         }
         Ok(())
     }
+
+    /// Commits the state and the messages; the relays of the running
+    /// services publish the messages within a second. Returns how many.
+    pub async fn commit_for_relay(mut self) -> Result<usize, sqlx::Error> {
+        let ids = insert(&mut self.tx, &self.out, true).await?;
+        self.tx.commit().await?;
+        Ok(ids.len())
+    }
 }
 
-async fn insert(conn: &mut PgConnection, out: &[Outgoing]) -> Result<Vec<i64>, sqlx::Error> {
+async fn insert(conn: &mut PgConnection, out: &[Outgoing], relay_now: bool) -> Result<Vec<i64>, sqlx::Error> {
     if out.is_empty() {
         return Ok(Vec::new());
     }
@@ -62,8 +76,8 @@ async fn insert(conn: &mut PgConnection, out: &[Outgoing]) -> Result<Vec<i64>, s
     let attempts: Vec<i32> = out.iter().map(|o| o.attempt as i32).collect();
     let not_before: Vec<Option<i64>> = out.iter().map(|o| o.not_before_ms).collect();
     sqlx::query_scalar(
-        "INSERT INTO docket.outbox (queue, body, run_id, message_id, attempt, not_before_ms)
-         SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[])
+        "INSERT INTO docket.outbox (queue, body, run_id, message_id, attempt, not_before_ms, relay_now)
+         SELECT *, $7 FROM UNNEST($1::text[], $2::bytea[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[])
          RETURNING id",
     )
     .bind(queues)
@@ -72,6 +86,7 @@ async fn insert(conn: &mut PgConnection, out: &[Outgoing]) -> Result<Vec<i64>, s
     .bind(ids)
     .bind(attempts)
     .bind(not_before)
+    .bind(relay_now)
     .fetch_all(conn)
     .await
 }
@@ -143,7 +158,7 @@ async fn relay_once(app: &App, publisher: &Publisher) -> anyhow::Result<usize> {
     let mut tx = app.db().pool.begin().await?;
     let rows = sqlx::query(
         "DELETE FROM docket.outbox WHERE id IN (
-             SELECT id FROM docket.outbox WHERE created_at < now() - interval '3 seconds'
+             SELECT id FROM docket.outbox WHERE created_at < now() - interval '3 seconds' OR relay_now
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING queue, body, run_id, message_id, attempt, not_before_ms",
     )

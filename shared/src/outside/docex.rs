@@ -9,8 +9,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Admission, Budget, Gate, gate::read_json};
 use crate::{
-    db::runs::Names,
     error::{StageError, StageResult},
+    run::{Guard, Names},
     settings::Secret,
 };
 
@@ -81,14 +81,14 @@ impl Docex {
     }
 
     /// Starts (or, with the same key, finds again) a search for the names.
-    pub async fn search(&self, idempotency_key: &str, names: &Names) -> StageResult<String> {
+    pub async fn search(&self, idempotency_key: &str, names: &Names, guard: &Guard) -> StageResult<String> {
         let body = serde_json::json!({ "first_name": names.first, "last_name": names.last });
         let rb = self
             .authed(self.gate.http.post(self.url("v1/searches")?))
             .timeout(self.gate_timeout())
             .header("Idempotency-Key", idempotency_key)
             .json(&body);
-        let response = self.gate.call("search", Budget::DocexSearch, Admission::NextOnly, rb).await?;
+        let response = self.gate.call("search", Budget::DocexSearch, Admission::NextOnly, rb, Some(guard)).await?;
         match response.status() {
             StatusCode::ACCEPTED | StatusCode::OK | StatusCode::CREATED => {
                 let job: JobRef = read_json(response, "reading DocEx's search answer").await?;
@@ -98,10 +98,10 @@ impl Docex {
         }
     }
 
-    pub async fn status(&self, job_id: &str) -> StageResult<JobStatus> {
+    pub async fn status(&self, job_id: &str, guard: &Guard) -> StageResult<JobStatus> {
         let url = self.url(&format!("v1/searches/{}", urlencode(job_id)))?;
         let rb = self.authed(self.gate.http.get(url)).timeout(self.gate_timeout());
-        let response = self.gate.call("status", Budget::DocexStatus, Admission::Hold, rb).await?;
+        let response = self.gate.call("status", Budget::DocexStatus, Admission::Hold, rb, Some(guard)).await?;
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(JobStatus::Missing),
@@ -122,12 +122,12 @@ impl Docex {
 
     /// Streams the archive at `url` into `dest` (never into memory), up to
     /// `limit` bytes. Archive downloads take priority in the shared budget.
-    pub async fn download(&self, url: &str, dest: &Path, limit: u64) -> StageResult<Download> {
+    pub async fn download(&self, url: &str, dest: &Path, limit: u64, guard: &Guard) -> StageResult<Download> {
         let target = self.base.join(url).map_err(|e| StageError::permanent(format!("bad archive URL: {e}")))?;
         let rb = self.gate.http.get(target.clone());
         // The token goes only to DocEx's own origin, whatever URL it hands us.
         let rb = if target.origin() == self.base.origin() { self.authed(rb) } else { rb };
-        let mut response = self.gate.call("archive", Budget::DocexSearch, Admission::Hold, rb).await?;
+        let mut response = self.gate.call("archive", Budget::DocexSearch, Admission::Hold, rb, Some(guard)).await?;
         match response.status() {
             s if s.is_success() => {}
             StatusCode::GONE => return Ok(Download::Expired),

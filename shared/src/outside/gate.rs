@@ -14,6 +14,7 @@ use super::{
 use crate::{
     error::{StageError, StageResult, json_fault},
     metrics::{BudgetLabels, EndpointLabels, Metrics, RequestLabels},
+    run::Guard,
 };
 
 /// How a call takes its budget slot.
@@ -74,13 +75,16 @@ impl Gate {
 
     /// Sends `request` through the breaker and the budget. Returns the
     /// response for 2xx and for 4xx the caller must interpret (404, 410,
-    /// 400); turns everything else into the right `StageError`.
+    /// 400); turns everything else into the right `StageError`. The run's
+    /// `guard` is asked last, right before the request leaves: a pause or a
+    /// cancel committed while the caller waited for its slot stops it there.
     pub async fn call(
         &self,
         endpoint: &'static str,
         budget: Budget,
         admission: Admission,
         request: RequestBuilder,
+        guard: Option<&Guard>,
     ) -> StageResult<Response> {
         let mut verdict = self.admit().await?;
         let max_wait = match admission {
@@ -116,6 +120,9 @@ impl Gate {
                     return Err(StageError::wait(after, format!("{} budget spent for now", budget.as_str())));
                 }
             }
+        }
+        if let Some(guard) = guard {
+            guard.check().await?;
         }
         let started = std::time::Instant::now();
         let sent = request.send().await;

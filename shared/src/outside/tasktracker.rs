@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Admission, Budget, Gate, docex::urlencode, gate::read_json};
 use crate::{
-    db::runs::Names,
     error::{StageError, StageResult},
+    run::{Guard, Names},
     settings::Secret,
 };
 
@@ -74,17 +74,22 @@ impl TaskTracker {
         })
     }
 
-    async fn send(&self, endpoint: &'static str, rb: reqwest::RequestBuilder) -> StageResult<reqwest::Response> {
-        self.gate.call(endpoint, Budget::TaskTracker, Admission::Hold, rb).await
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        rb: reqwest::RequestBuilder,
+        guard: Option<&Guard>,
+    ) -> StageResult<reqwest::Response> {
+        self.gate.call(endpoint, Budget::TaskTracker, Admission::Hold, rb, guard).await
     }
 
     /// Creates the patient's task; the key makes a replay return the same task.
-    pub async fn create_task(&self, key: &str, patient_id: &str, names: &Names) -> StageResult<String> {
+    pub async fn create_task(&self, key: &str, patient_id: &str, names: &Names, guard: &Guard) -> StageResult<String> {
         let body = serde_json::json!({
             "patient_id": patient_id, "first_name": names.first, "last_name": names.last,
         });
         let rb = self.request(reqwest::Method::POST, "v1/tasks")?.header("Idempotency-Key", key).json(&body);
-        let response = self.send("create_task", rb).await?;
+        let response = self.send("create_task", rb, Some(guard)).await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
                 Ok(read_json::<TaskRef>(response, "reading TaskTracker's answer").await?.task_id)
@@ -93,10 +98,10 @@ impl TaskTracker {
         }
     }
 
-    pub async fn set_status(&self, task_id: &str, status: &str) -> StageResult {
+    pub async fn set_status(&self, task_id: &str, status: &str, guard: &Guard) -> StageResult {
         let path = format!("v1/tasks/{}/status", urlencode(task_id));
         let rb = self.request(reqwest::Method::PUT, &path)?.json(&serde_json::json!({ "status": status }));
-        let response = self.send("set_status", rb).await?;
+        let response = self.send("set_status", rb, Some(guard)).await?;
         match response.status() {
             s if s.is_success() => Ok(()),
             s => Err(StageError::permanent(format!("TaskTracker refused the status of task {task_id} ({s})"))),
@@ -104,10 +109,10 @@ impl TaskTracker {
     }
 
     /// Appends the report; the key makes a replay return the same report.
-    pub async fn append_report(&self, task_id: &str, key: &str, report: &Report) -> StageResult<String> {
+    pub async fn append_report(&self, task_id: &str, key: &str, report: &Report, guard: &Guard) -> StageResult<String> {
         let path = format!("v1/tasks/{}/reports", urlencode(task_id));
         let rb = self.request(reqwest::Method::POST, &path)?.header("Idempotency-Key", key).json(report);
-        let response = self.send("append_report", rb).await?;
+        let response = self.send("append_report", rb, Some(guard)).await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
                 Ok(read_json::<ReportRef>(response, "reading TaskTracker's answer").await?.report_id)
@@ -118,7 +123,7 @@ impl TaskTracker {
 
     pub async fn task(&self, task_id: &str) -> StageResult<Task> {
         let rb = self.request(reqwest::Method::GET, &format!("v1/tasks/{}", urlencode(task_id)))?;
-        let response = self.send("get_task", rb).await?;
+        let response = self.send("get_task", rb, None).await?;
         match response.status() {
             StatusCode::OK => read_json(response, "reading TaskTracker's task").await,
             s => Err(StageError::permanent(format!("TaskTracker has no task {task_id} ({s})"))),

@@ -107,6 +107,13 @@ pub struct Settings {
     /// `CONVERT_PREFETCH` [from cores, memory and the cap]: conversions in
     /// flight per convert instance.
     pub convert_prefetch: Option<u16>,
+    /// `CONVERT_WINDOW` [64]: documents at the converters at once, fleet-wide
+    /// (queued or converting); the rest wait in the conversion room in its
+    /// order (priority, then batches in turn). Keep it at least the fleet's
+    /// conversion slots (convert replicas × CONVERT_PREFETCH), and at least
+    /// KEDA's per-replica target × its maximum replicas, or KEDA cannot see
+    /// the backlog.
+    pub convert_window: u32,
     /// `CONVERT_MEMORY_LIMIT` [1GiB]: address-space cap of one conversion.
     pub convert_memory_limit: u64,
     /// `CONVERT_TIMEOUT` [120s]: wall-clock cap of one conversion.
@@ -228,6 +235,7 @@ impl Settings {
             delivery_limit: v.parsed("DELIVERY_LIMIT", "20", number)?,
             prefetch: v.optional("PREFETCH", number)?,
             convert_prefetch: v.optional("CONVERT_PREFETCH", number)?,
+            convert_window: v.parsed("CONVERT_WINDOW", "64", number)?,
             convert_memory_limit: v.parsed("CONVERT_MEMORY_LIMIT", "1GiB", byte_size)?,
             convert_timeout: v.parsed("CONVERT_TIMEOUT", "120s", duration)?,
             convert_exe: v.get("CONVERT_EXE").map(PathBuf::from),
@@ -250,6 +258,7 @@ impl Settings {
         anyhow::ensure!(self.prefetch != Some(0), "setting PREFETCH: must be at least 1");
         anyhow::ensure!(self.convert_prefetch != Some(0), "setting CONVERT_PREFETCH: must be at least 1");
         anyhow::ensure!(self.delivery_limit > 1, "setting DELIVERY_LIMIT: must be at least 2");
+        anyhow::ensure!(self.convert_window > 0, "setting CONVERT_WINDOW: must be at least 1");
         anyhow::ensure!(
             self.retry_base <= self.retry_max,
             "settings RETRY_BASE and RETRY_MAX: the base must not exceed the cap"
