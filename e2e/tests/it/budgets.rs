@@ -5,39 +5,15 @@
 use std::time::Duration;
 
 use docket_e2e::{Patient, TestEnv, TestOptions};
-use docket_stubs::{ArchiveKind, Budget, Profile, budget::max_in_window};
+use docket_stubs::{ArchiveKind, Profile};
 
-use crate::common::one_task_one_report_each;
+use crate::common::{assert_budgets_held, one_task_one_report_each};
 
 fn quick_archives(options: &mut TestOptions) {
     options.docex.docs = "0..2".parse().expect("a valid range");
     options.docex.empty_share = 0.3;
     options.docex.archive_kind = ArchiveKind::Text;
     options.docex.job_time = "100ms..500ms".parse().expect("a valid range");
-}
-
-/// Every budget the stubs enforce held: at most `limit + slack` requests in
-/// any sliding window of the budget's length (from the stubs' own logs of
-/// arrivals), and at most `slack` of them answered 429 as over budget.
-fn assert_budgets_held(env: &TestEnv, slack: u32) {
-    let (d, t) = (env.docex.stats(), env.tracker.stats());
-    let budgets = [
-        ("docex search+download", env.docex.budget_log(Budget::Search), &d.search),
-        ("docex status", env.docex.budget_log(Budget::Status), &d.status),
-        ("tasktracker", env.tracker.budget_log(), &t.budget),
-    ];
-    for (name, log, stats) in budgets {
-        let period = Duration::from_millis(stats.period_ms);
-        let most = max_in_window(&log, period);
-        let over = stats.over_budget;
-        println!(
-            "{name}: {} requests, at most {most} in any {period:?} window (limit {}), {over} over budget",
-            log.len(),
-            stats.limit
-        );
-        assert!(over <= u64::from(slack), "{name}: {over} requests over budget");
-        assert!(most <= u64::from(stats.limit + slack), "{name}: {most} requests in one window");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

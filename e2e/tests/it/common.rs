@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use docket_stubs::{ArchiveKind, Profile, Task};
+use std::time::Duration;
+
+use docket_e2e::TestEnv;
+use docket_stubs::{ArchiveKind, Budget, Profile, Task, budget::max_in_window};
 
 pub fn profile(documents: u32, kind: ArchiveKind) -> Profile {
     Profile { documents, kind, job_ms: Some(300), ..Profile::default() }
@@ -34,5 +37,29 @@ pub fn one_task_one_report_each(tasks: &[Task], patients: usize) {
     assert_eq!(ids.len(), patients, "no patient has two tasks");
     for t in tasks {
         assert_eq!(t.reports.len(), 1, "task {} has {} reports", t.task_id, t.reports.len());
+    }
+}
+
+/// Every budget the stubs enforce held: at most `limit + slack` requests in
+/// any sliding window of the budget's length (from the stubs' own logs of
+/// arrivals), and at most `slack` of them answered 429 as over budget.
+pub fn assert_budgets_held(env: &TestEnv, slack: u32) {
+    let (d, t) = (env.docex.stats(), env.tracker.stats());
+    let budgets = [
+        ("docex search+download", env.docex.budget_log(Budget::Search), &d.search),
+        ("docex status", env.docex.budget_log(Budget::Status), &d.status),
+        ("tasktracker", env.tracker.budget_log(), &t.budget),
+    ];
+    for (name, log, stats) in budgets {
+        let period = Duration::from_millis(stats.period_ms);
+        let most = max_in_window(&log, period);
+        let over = stats.over_budget;
+        println!(
+            "{name}: {} requests, at most {most} in any {period:?} window (limit {}), {over} over budget",
+            log.len(),
+            stats.limit
+        );
+        assert!(over <= u64::from(slack), "{name}: {over} requests over budget");
+        assert!(most <= u64::from(stats.limit + slack), "{name}: {most} requests in one window");
     }
 }

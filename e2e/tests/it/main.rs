@@ -11,3 +11,4 @@ mod outages;
 mod pipeline;
 mod restarts;
 mod s3;
+mod steering;
