@@ -1,9 +1,15 @@
-//! Crashes: a stage process killed with SIGKILL in the middle of a batch,
-//! started again, and every run still ends with one task and one report.
+//! Crashes: stage processes killed with SIGKILL in the middle of a batch
+//! (all at once, or one every few seconds while batches, priorities, a
+//! pause and a cancel are in play), started again, and every run still ends
+//! with one task and one report.
 
 use std::time::Duration;
 
-use docket_e2e::{Patient, TestEnv, TestOptions, eventually, stages::ALL};
+use docket_e2e::{Patient, TestEnv, TestOptions, eventually, rabbit, stages::ALL};
+use docket_shared::{
+    UnitOfWork,
+    run::control::{Action, Scope},
+};
 
 use crate::common::one_task_one_report_each;
 
@@ -66,4 +72,86 @@ async fn stages_killed_with_sigkill_mid_batch_and_restarted_finish_every_run_exa
     }
     assert_eq!(logs, 2 * ALL.len(), "every stage process, before and after the kill, left its log");
     env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkills_every_few_seconds_with_batches_priorities_pauses_and_cancels_mixed_in_lose_and_double_nothing() {
+    let mut options = TestOptions::default();
+    options.docex.docs = "1..5".parse().expect("a valid range");
+    options.docex.empty_share = 0.2;
+    let mut env = TestEnv::new(options).await;
+    let group =
+        |prefix: &str, n: usize| -> Vec<Patient> { (0..n).map(|i| Patient::new(&format!("{prefix}{i:02}"))).collect() };
+    let (bulk, normal, doomed, urgent) = (group("BU", 20), group("NO", 20), group("DO", 10), group("UR", 5));
+    for g in [&bulk, &normal, &doomed, &urgent] {
+        env.seed(g).await;
+    }
+    let mut procs: Vec<(docket_e2e::Stage, usize)> = ALL.iter().map(|s| (*s, env.spawn_process(*s))).collect();
+    let (bulk_ids, normal_ids, doomed_ids, urgent_ids) = (refs(&bulk), refs(&normal), refs(&doomed), refs(&urgent));
+    env.publish_in("crash-bulk", "bulk", &&bulk_ids).await;
+    env.publish_in("crash-normal", "normal", &&normal_ids).await;
+    env.publish_in("crash-doomed", "normal", &&doomed_ids).await;
+
+    let pause = Scope::Batch("crash-normal".into());
+    let started = std::time::Instant::now();
+    let mut kills = 0;
+    let mut step = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        step += 1;
+        match step {
+            1 => control_now(&env, Action::Pause, &pause).await,
+            2 => {
+                let cancel = br#"{"action": "cancel", "batch": "crash-doomed"}"#;
+                rabbit::publish_raw(&env.vhost, "docket.control", cancel).await.expect("publishing a control");
+            }
+            3 => env.publish_in("crash-urgent", "urgent", &&urgent_ids).await,
+            5 => control_now(&env, Action::Resume, &pause).await,
+            _ => {}
+        }
+        // One stage process killed with SIGKILL and started again, every few seconds.
+        let victim = rand::random_range(0..procs.len());
+        let (stage, index) = procs[victim];
+        env.kill(index);
+        procs[victim] = (stage, env.spawn_process(stage));
+        kills += 1;
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE finished_at IS NOT NULL")
+            .fetch_one(&env.pool)
+            .await
+            .expect("counting");
+        if done >= 55 || started.elapsed() > Duration::from_secs(240) {
+            break;
+        }
+    }
+    println!("{kills} stage processes killed along the way");
+    env.wait_finished(55, Duration::from_secs(120)).await;
+
+    one_task_one_report_each(&env.tracker.tasks(), 55);
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM docket.documents d JOIN docket.runs r USING (run_id)
+                             WHERE d.state NOT IN ('done', 'failed') AND r.cancelled_at IS NULL",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("counting");
+    assert_eq!(orphans, 0, "every document of a run not cancelled reached an outcome");
+    let cancelled: Vec<(String,)> = sqlx::query_as("SELECT patient_id FROM docket.runs WHERE cancelled_at IS NOT NULL")
+        .fetch_all(&env.pool)
+        .await
+        .expect("listing");
+    assert!(cancelled.iter().all(|(p,)| p.starts_with("DO")), "only the cancelled batch's runs: {cancelled:?}");
+    for task in env.tracker.tasks().iter().filter(|t| cancelled.iter().any(|(p,)| *p == t.patient_id)) {
+        assert!(task.reports[0].summary.starts_with("Cancelled by an operator"), "{}", task.reports[0].summary);
+    }
+    env.cleanup().await;
+}
+
+fn refs(patients: &[Patient]) -> Vec<&str> {
+    patients.iter().map(|p| p.id.as_str()).collect()
+}
+
+async fn control_now(env: &TestEnv, action: Action, scope: &Scope) {
+    let mut uow = UnitOfWork::begin_on(&env.pool).await.expect("a transaction");
+    action.apply(&mut uow, scope).await.expect("applying a control");
+    uow.commit_for_relay().await.expect("committing a control");
 }

@@ -270,3 +270,75 @@ async fn a_batch_cancelled_from_a_control_message_ends_each_run_with_one_report_
     assert_budgets_held(&env, 0);
     env.cleanup().await;
 }
+
+async fn documents_done(env: &TestEnv, patient: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM docket.documents d JOIN docket.runs r USING (run_id)
+         WHERE r.patient_id = $1 AND d.state IN ('done', 'failed')",
+    )
+    .bind(patient)
+    .fetch_one(&env.pool)
+    .await
+    .expect("counting")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_urgent_patients_documents_go_ahead_of_a_large_archive_being_converted() {
+    let mut env = TestEnv::new(options(600, 0.0)).await;
+    let (big, urgent) = (Patient::new("BIG"), Patient::new("URGENT"));
+    let archive = |documents| Profile { documents, kind: ArchiveKind::Text, job_ms: Some(200), ..Profile::default() };
+    env.docex.set_profile(&big.first, &big.last, archive(400));
+    env.docex.set_profile(&urgent.first, &urgent.last, archive(3));
+    env.seed(&[big, urgent]).await;
+    env.start_all(1).await;
+    env.publish_in("archive", "bulk", &["BIG"]).await;
+    eventually(Duration::from_secs(120), "the large archive converting", || async {
+        let done = documents_done(&env, "BIG").await;
+        if done >= 20 { Ok(()) } else { Err(format!("{done} documents done")) }
+    })
+    .await;
+    env.publish_in("emergency", "urgent", &["URGENT"]).await;
+    wait_batch_finished(&env, "emergency", 1, Duration::from_secs(60)).await;
+    let big_done = documents_done(&env, "BIG").await;
+    println!("the urgent patient's report came with {big_done} of the large archive's 400 documents done");
+    assert!(big_done < 300, "the urgent documents waited for the archive ({big_done} of 400 done)");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_batches_among_their_documents_share_the_converters_in_turn() {
+    let mut env = TestEnv::new(options(600, 0.0)).await;
+    let (a, b) = (Patient::new("DOCS-A"), Patient::new("DOCS-B"));
+    let archive = Profile { documents: 150, kind: ArchiveKind::Text, job_ms: Some(200), ..Profile::default() };
+    env.docex.set_profile(&a.first, &a.last, archive.clone());
+    env.docex.set_profile(&b.first, &b.last, archive);
+    env.seed(&[a, b]).await;
+    env.start_all(1).await;
+    env.publish_in("docs-a", "normal", &["DOCS-A"]).await;
+    env.publish_in("docs-b", "normal", &["DOCS-B"]).await;
+    env.wait_finished(2, Duration::from_secs(180)).await;
+    // Conversions in the order they finished, until one batch had no more.
+    let order: Vec<String> = sqlx::query_scalar(
+        "SELECT r.batch FROM docket.documents d JOIN docket.runs r USING (run_id) ORDER BY d.finished_at, d.doc",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("listing");
+    let first_done = ["docs-a", "docs-b"]
+        .map(|b| order.iter().rposition(|x| x == b).expect("both batches converted"))
+        .into_iter()
+        .min()
+        .expect("two batches");
+    // Both had documents waiting from the moment both archives were in.
+    let both_in = ["docs-a", "docs-b"]
+        .map(|b| order.iter().position(|x| x == b).expect("both batches converted"))
+        .into_iter()
+        .max()
+        .expect("two batches");
+    let window = &order[both_in..first_done];
+    let a_share = window.iter().filter(|x| *x == "docs-a").count() as f64 / window.len().max(1) as f64;
+    println!("while both waited: {} conversions, {:.0} % of them batch docs-a", window.len(), a_share * 100.0);
+    assert!(window.len() >= 100, "the two batches overlapped ({} conversions)", window.len());
+    assert!((0.4..=0.6).contains(&a_share), "docs-a had {:.0} % of the conversions", a_share * 100.0);
+    env.cleanup().await;
+}
