@@ -45,7 +45,7 @@ async fn a_second_request_joins_the_run_in_progress_and_a_later_one_starts_a_new
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unknown_patients_unusable_rows_and_messages_that_are_not_json_are_parked_with_their_reasons() {
+async fn unknown_patients_unusable_rows_bad_batches_priorities_controls_and_non_json_are_parked_with_their_reasons() {
     let mut env = TestEnv::new(TestOptions::default()).await;
     let empty = Patient { id: "P-EMPTY".into(), first: "  ".into(), last: "Family".into() };
     env.seed(&[empty]).await;
@@ -57,12 +57,18 @@ async fn unknown_patients_unusable_rows_and_messages_that_are_not_json_are_parke
         br#"{"patient_id": "has spaces and !"}"#,
         br#"{"patient_id": 42}"#,
         br#"{"patient_id": "P-EMPTY"}"#,
+        br#"{"patient_id": "P-EMPTY", "batch": "no spaces allowed"}"#,
+        br#"{"patient_id": "P-EMPTY", "priority": "asap"}"#,
+        br#"{"patient_id": "P-EMPTY", "priorty": "urgent"}"#,
+        br#"{"action": "pause", "batch": "x", "all": true}"#,
     ] {
-        rabbit::publish_raw(&env.vhost, "patients", body).await.expect("publishing");
+        // The last one is a control message naming two scopes at once.
+        let queue = if body.starts_with(br#"{"action""#) { "docket.control" } else { "patients" };
+        rabbit::publish_raw(&env.vhost, queue, body).await.expect("publishing");
     }
-    let parked = eventually(Duration::from_secs(30), "five parked messages", || async {
+    let parked = eventually(Duration::from_secs(30), "nine parked messages", || async {
         let parked = rabbit::parked(&env.vhost).await.map_err(|e| e.to_string())?;
-        if parked.len() == 5 { Ok(parked) } else { Err(format!("{parked:?}")) }
+        if parked.len() == 9 { Ok(parked) } else { Err(format!("{parked:?}")) }
     })
     .await;
     let reasons: Vec<&str> = parked.iter().map(|(r, _)| r.as_str()).collect();
@@ -71,6 +77,10 @@ async fn unknown_patients_unusable_rows_and_messages_that_are_not_json_are_parke
     assert!(has("not a valid patients message"), "{reasons:?}");
     assert!(has("patient_id must be 1 to 64 characters"), "{reasons:?}");
     assert!(has("patient P-EMPTY cannot be used: first_name is empty"), "{reasons:?}");
+    assert!(has("batch must be 1 to 64 characters"), "{reasons:?}");
+    assert!(has(r#"priority must be urgent, normal or bulk, not "asap""#), "{reasons:?}");
+    assert!(has("JSON of an unexpected shape"), "a misspelt field is refused, not ignored: {reasons:?}");
+    assert!(has("name exactly one of: a batch, a patient, or all"), "{reasons:?}");
     assert!(!reasons.iter().any(|r| r.contains("Family")), "a reason never carries a name: {reasons:?}");
     assert!(env.tracker.tasks().is_empty(), "no task was created");
     assert_eq!(env.docex.stats().search.spent, 0, "no search was made");

@@ -18,10 +18,13 @@ fn db(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 async fn latest(db: &Db, patient_id: &str) -> anyhow::Result<Option<Run>> {
-    Ok(sqlx::query_as("SELECT * FROM docket.runs WHERE patient_id = $1 ORDER BY created_at DESC LIMIT 1")
-        .bind(patient_id)
-        .fetch_optional(&db.pool)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT r.*, docket.paused(r.batch, r.patient_id) AS paused FROM docket.runs r
+         WHERE patient_id = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(patient_id)
+    .fetch_optional(&db.pool)
+    .await?)
 }
 
 pub async fn patient(settings: &Settings, patient_id: &str) -> anyhow::Result<()> {
@@ -36,7 +39,22 @@ pub async fn patient(settings: &Settings, patient_id: &str) -> anyhow::Result<()
     };
     println!("patient   {}", run.patient_id);
     println!("run       {} ({} request{})", run.run_id, run.requests, if run.requests == 1 { "" } else { "s" });
-    println!("stage     {}{}", run.state, if run.finished_at.is_some() { " (finished)" } else { "" });
+    let mut notes = Vec::new();
+    if run.finished_at.is_some() {
+        notes.push("finished");
+    }
+    if run.cancelled() {
+        notes.push("cancelled");
+    }
+    if run.paused && run.finished_at.is_none() {
+        notes.push("paused");
+    }
+    if run.parked {
+        notes.push("parked: see `docket parked list`");
+    }
+    let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+    println!("stage     {}{notes}", run.state);
+    println!("batch     {} ({})", run.batch, run.priority());
     println!("documents {docs}");
     println!("task      {}", run.task_id.as_deref().unwrap_or("-"));
     println!("job       {}", run.job_id.as_deref().unwrap_or("-"));

@@ -16,6 +16,8 @@ pub struct Control(pub Arc<App>);
 impl Handler for Control {
     type Input = ControlMessage;
     const QUEUE: &'static str = queues::CONTROL;
+    const SHAPE: &'static str =
+        r#"{"action": "pause", "resume" or "cancel", and one of "batch": "…", "patient_id": "…", "all": true}"#;
 
     fn prefetch(&self, _app: &App) -> u16 {
         1

@@ -18,6 +18,8 @@ pub struct Intake(pub Arc<App>);
 impl Handler for Intake {
     type Input = PatientRequest;
     const QUEUE: &'static str = queues::PATIENTS;
+    const SHAPE: &'static str =
+        r#"{"patient_id": "…"}, optionally with "batch": "…" and "priority": "urgent", "normal" or "bulk""#;
 
     fn prefetch(&self, app: &App) -> u16 {
         app.settings.prefetch.unwrap_or(32)

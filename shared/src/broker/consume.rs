@@ -34,6 +34,9 @@ pub trait Handler: Send + Sync + 'static {
     type Input: DeserializeOwned + Send;
     /// The queue it consumes.
     const QUEUE: &'static str;
+    /// What a message should look like, for the reason a bad one is parked
+    /// with (for queues that people publish to by hand).
+    const SHAPE: &'static str = "";
     /// Messages in flight at once; `PREFETCH` overrides the default of 16.
     fn prefetch(&self, app: &App) -> u16 {
         app.settings.prefetch.unwrap_or(16)
@@ -110,7 +113,7 @@ impl<H: Handler> Typed<H> {
         let body = delivery.data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&delivery.data);
         let input: H::Input = match serde_json::from_slice(body) {
             Ok(input) => input,
-            Err(e) => return Outcome::Failed(StageError::permanent(undecodable(H::QUEUE, &e))),
+            Err(e) => return Outcome::Failed(StageError::permanent(undecodable(H::QUEUE, H::SHAPE, &e))),
         };
         match AssertUnwindSafe(self.handler.handle(input, meta)).catch_unwind().await {
             Ok(Ok(())) => Outcome::Done,
@@ -132,9 +135,8 @@ enum Outcome {
 
 /// Why a body could not be decoded, without serde's text, which quotes the
 /// body (whoever published to `patients` may have put a name in it).
-fn undecodable(queue: &str, e: &serde_json::Error) -> String {
-    let expected =
-        if queue == crate::broker::topology::queues::PATIENTS { r#" (expected {"patient_id": "…"})"# } else { "" };
+fn undecodable(queue: &str, shape: &str, e: &serde_json::Error) -> String {
+    let expected = if shape.is_empty() { String::new() } else { format!(" (expected {shape})") };
     format!("not a valid {queue} message: {}{expected}", crate::error::json_fault(e))
 }
 

@@ -109,7 +109,7 @@ FROM docket.runs r";
 pub async fn batches(pool: &PgPool, settings: &Settings, only: Option<&str>) -> Result<Vec<Progress>, sqlx::Error> {
     let mut all: Vec<BatchCounts> =
         sqlx::query_as(&format!("{COUNTS} GROUP BY r.batch ORDER BY min(r.created_at)")).fetch_all(pool).await?;
-    let pace = Pace::measure(pool).await?;
+    let pace = Pace::measure(pool, settings).await?;
     let estimates = estimate(&all, settings, &pace);
     if let Some(name) = only {
         all.retain(|c| c.batch == name);
@@ -129,10 +129,14 @@ pub struct Pace {
     pub conversions_per_sec: Option<f64>,
     /// Median time from a job finishing to its run's report.
     pub tail: Duration,
+    /// Requests arriving steadily (a stream, not a batch published at
+    /// once) per priority rank, per second: work that will take its share
+    /// of the budget ahead of every lower priority.
+    pub streams: BTreeMap<i16, f64>,
 }
 
 impl Pace {
-    pub async fn measure(pool: &PgPool) -> Result<Pace, sqlx::Error> {
+    pub async fn measure(pool: &PgPool, settings: &Settings) -> Result<Pace, sqlx::Error> {
         let shares: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT batch, count(*) FILTER (WHERE documents_status = 'DOCUMENTS_FOUND'), count(*)
              FROM docket.runs WHERE state = 'done' AND cancelled_at IS NULL GROUP BY batch",
@@ -159,7 +163,24 @@ impl Pace {
         )
         .fetch_one(pool)
         .await?;
+        // The last hundred slots of the DocEx budget: ten minutes at 10/min.
+        let window = settings.docex_search_rate.interval_with_margin(settings.limit_margin).as_secs_f64() * 100.0;
+        let arrivals: Vec<(i16, i64, f64)> = sqlx::query_as(
+            "SELECT priority, count(*), extract(epoch FROM max(created_at) - min(created_at))::float8
+             FROM docket.runs WHERE created_at > now() - make_interval(secs => $1) GROUP BY priority",
+        )
+        .bind(window)
+        .fetch_all(pool)
+        .await?;
+        // Spread over most of the window: a stream. All at once: a batch,
+        // whose work is counted as work left instead.
+        let streams = arrivals
+            .into_iter()
+            .filter(|(_, n, spread)| *n >= 3 && *spread >= window / 2.0)
+            .map(|(rank, n, _)| (rank, n as f64 / window))
+            .collect();
         Ok(Pace {
+            streams,
             found_share,
             found_share_all: (total >= 10).then(|| found as f64 / total as f64),
             conversions_per_sec: (done >= 20).then(|| done as f64 / 300.0),
@@ -184,6 +205,10 @@ pub fn estimate(all: &[BatchCounts], settings: &Settings, pace: &Pace) -> BTreeM
     let mut ahead_tracker = 0.0;
     let mut ahead_docs = 0.0;
     for rank in Priority::ALL.map(Priority::rank) {
+        // What streams of more urgent requests leave of the budget.
+        let found = pace.found_share_all.unwrap_or(0.5);
+        let taken: f64 = pace.streams.range(..rank).map(|(_, per_sec)| per_sec * (1.0 + found) * docex).sum();
+        let docex = docex / (1.0 - taken).max(0.1);
         let mut class: Vec<(&BatchCounts, f64)> =
             all.iter().filter(|c| c.priority == rank && movable(c)).map(|c| (c, docex_units(c))).collect();
         class.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -303,6 +328,16 @@ mod tests {
         let eta = estimate(&all, &settings(), &pace);
         assert_eq!(eta["urgent"].0, Duration::from_secs(3));
         assert_eq!(eta["bulk"].0, Duration::from_secs(18));
+    }
+
+    #[test]
+    fn a_stream_of_urgent_requests_takes_its_share_ahead_of_the_bulk() {
+        let mut streams = BTreeMap::new();
+        streams.insert(Priority::Urgent.rank(), 0.2);
+        let pace = Pace { found_share_all: Some(0.0), streams, ..Pace::default() };
+        let eta = estimate(&[batch("bulk", Priority::Bulk, 80)], &settings(), &pace);
+        // One urgent search every 5 s leaves 80 % of one a second.
+        assert_eq!(eta["bulk"].0, Duration::from_secs(100));
     }
 
     #[test]

@@ -1,0 +1,245 @@
+//! Benchmark (not a test) of steered work: 3,000 `bulk` requests in two
+//! batches of different sizes, published at once, and a stream of `urgent`
+//! requests, one a minute at the real budget (time-scaled with it), against
+//! the stubs with the DocEx search+download budget scaled 60 times.
+//!
+//!   cargo run --release -p docket-e2e --bin bench-steer -- [bulk] [small batch]
+//!
+//! Prints the urgent requests' latency (median, worst) against one patient's
+//! own latency on an idle pipeline plus two search intervals, each batch's
+//! share of the search slots while both waited, the makespan against the
+//! bound, and the estimated finish `docket batches` showed at 10, 50 and
+//! 90 % of each batch against its real finish.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use docket_e2e::{Patient, TestEnv, TestOptions};
+use docket_shared::run::progress;
+use docket_stubs::{ArchiveKind, Profile};
+
+/// The scaled budget: 600 searches and downloads a minute instead of 10, so
+/// a real minute is a second here.
+const SEARCH_RATE: &str = "600/min";
+const SEARCH_PER_SEC: f64 = 10.0;
+const INTERVAL: Duration = Duration::from_millis(100);
+/// One urgent request a real minute.
+const URGENT_EVERY: Duration = Duration::from_secs(1);
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let bulk: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3000);
+    let small: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(bulk / 5);
+    let large = bulk - small;
+    // SAFETY of set_var: before any other thread reads the environment.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+    }
+    let mut options = TestOptions::default();
+    options.docex.search_rate = SEARCH_RATE.parse().expect("a valid rate");
+    options.docex.docs = "0..3".parse().expect("a valid range");
+    options.docex.empty_share = 0.2;
+    options.docex.archive_kind = ArchiveKind::Text;
+    options.docex.job_time = "500ms..2s".parse().expect("a valid range");
+    options.vars.push(("DOCEX_MAX_JOBS", "50".into()));
+    options.vars.push(("POLL_FIRST", "300ms".into()));
+    options.vars.push(("POLL_MAX", "1s".into()));
+    options.vars.push(("DATABASE_POOL", "8".into()));
+    let mut env = TestEnv::new(options).await;
+    let group =
+        |prefix: &str, n: usize| -> Vec<Patient> { (0..n).map(|i| Patient::new(&format!("{prefix}{i:05}"))).collect() };
+    let (large_p, small_p, urgent_p) = (group("L", large), group("S", small), group("U", 2000));
+    let urgent_profile = Profile { documents: 2, kind: ArchiveKind::Text, job_ms: Some(1000), ..Profile::default() };
+    for p in &urgent_p {
+        env.docex.set_profile(&p.first, &p.last, urgent_profile.clone());
+    }
+    for g in [&large_p, &small_p, &urgent_p] {
+        env.seed(g).await;
+    }
+    env.start_all(1).await;
+    let settings = env.settings();
+
+    // One patient's own latency, alone on an idle pipeline.
+    let mut own = Vec::new();
+    for p in &urgent_p[..3] {
+        let at = Utc::now();
+        env.publish_in("baseline", "urgent", &[p.id.as_str()]).await;
+        own.push(latency(&env, &p.id, at).await);
+    }
+    own.sort();
+    let own = own[1];
+    println!("{bulk} bulk requests ({large} + {small} in two batches), one urgent request every {URGENT_EVERY:?}");
+    println!("DocEx search+download budget {SEARCH_RATE} (a search interval is {INTERVAL:?})");
+    println!("one patient's own latency, idle: {:.2} s (median of 3)", own.as_secs_f64());
+
+    let t0 = Utc::now();
+    let started = Instant::now();
+    env.publish_in("bulk-large", "bulk", &ids(&large_p)).await;
+    env.publish_in("bulk-small", "bulk", &ids(&small_p)).await;
+
+    let mut urgent_sent: Vec<(String, DateTime<Utc>)> = Vec::new();
+    let mut next_urgent = Instant::now();
+    let mut marks: BTreeMap<(String, u32), (DateTime<Utc>, Duration, String)> = BTreeMap::new();
+    let mut last_eta_read = Instant::now() - Duration::from_secs(10);
+    loop {
+        let done = finished_per_batch(&env).await;
+        let bulk_done = done.get("bulk-large").copied().unwrap_or(0) + done.get("bulk-small").copied().unwrap_or(0);
+        if bulk_done as usize >= bulk {
+            break;
+        }
+        if Instant::now() >= next_urgent && urgent_sent.len() + 3 < urgent_p.len() {
+            let p = &urgent_p[urgent_sent.len() + 3];
+            urgent_sent.push((p.id.clone(), Utc::now()));
+            env.publish_in("urgent-stream", "urgent", &[p.id.as_str()]).await;
+            next_urgent += URGENT_EVERY;
+        }
+        if last_eta_read.elapsed() >= Duration::from_millis(500) {
+            last_eta_read = Instant::now();
+            let pending: Vec<(String, u32)> = [("bulk-large", large), ("bulk-small", small)]
+                .iter()
+                .flat_map(|(b, n)| {
+                    let f = done.get(*b).copied().unwrap_or(0) as f64 / *n as f64;
+                    [10, 50, 90].into_iter().filter(move |m| f * 100.0 >= *m as f64).map(move |m| (b.to_string(), m))
+                })
+                .filter(|k| !marks.contains_key(k))
+                .collect();
+            if !pending.is_empty() {
+                let all = progress::batches(&env.pool, &settings, None).await.expect("reading progress");
+                for (batch, mark) in pending {
+                    if let Some((eta, bound)) = all.iter().find(|p| p.counts.batch == batch).and_then(|p| p.eta) {
+                        marks.insert((batch, mark), (Utc::now(), eta, bound.as_str().to_string()));
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.wait_finished((bulk + urgent_sent.len() + 3) as i64, Duration::from_secs(600)).await;
+    let wall = started.elapsed();
+
+    // Urgent latency: publication to report.
+    let mut urgent_lat = Vec::new();
+    for (id, at) in &urgent_sent {
+        urgent_lat.push(latency(&env, id, *at).await);
+    }
+    urgent_lat.sort();
+    let target = own + 2 * INTERVAL;
+    println!();
+    println!(
+        "urgent latency              median {:.2} s, worst {:.2} s over {} requests (target: at most {:.2} s = own {:.2} s + two search intervals)",
+        urgent_lat[urgent_lat.len() / 2].as_secs_f64(),
+        urgent_lat.last().copied().unwrap_or_default().as_secs_f64(),
+        urgent_lat.len(),
+        target.as_secs_f64(),
+        own.as_secs_f64()
+    );
+    let over = urgent_lat.iter().filter(|l| **l > target).count();
+    println!("                            {over} of {} over the target", urgent_lat.len());
+
+    // Shares of the search slots while both bulk batches waited.
+    let searches: Vec<(u64, char)> = {
+        let mut s: Vec<(u64, char)> = env
+            .docex
+            .journal()
+            .iter()
+            .filter(|a| a.endpoint == "search")
+            .filter_map(|a| a.subject.strip_prefix("Family").and_then(|p| p.chars().next()).map(|c| (a.at_ms, c)))
+            .filter(|(_, c)| *c == 'L' || *c == 'S')
+            .collect();
+        s.sort();
+        s
+    };
+    let last_of = |c: char| searches.iter().rposition(|(_, x)| *x == c).unwrap_or(0);
+    let first_of = |c: char| searches.iter().position(|(_, x)| *x == c).unwrap_or(0);
+    let (from, to) = (first_of('L').max(first_of('S')), last_of('L').min(last_of('S')));
+    let window = &searches[from..=to];
+    let small_n = window.iter().filter(|(_, c)| *c == 'S').count();
+    println!(
+        "search slots while both bulk batches waited: {} searches, bulk-large {:.1} %, bulk-small {:.1} % (target 45-55 %)",
+        window.len(),
+        (window.len() - small_n) as f64 * 100.0 / window.len() as f64,
+        small_n as f64 * 100.0 / window.len() as f64
+    );
+
+    // Makespan against the bound.
+    let (last,): (DateTime<Utc>,) =
+        sqlx::query_as("SELECT max(finished_at) FROM docket.runs WHERE batch <> 'baseline'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("reading runs");
+    let (downloads,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM docket.runs WHERE archive_url IS NOT NULL AND batch <> 'baseline'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("reading runs");
+    let requests = bulk + urgent_sent.len();
+    let bound = (requests as f64 + downloads as f64) / SEARCH_PER_SEC;
+    let makespan = (last - t0).to_std().unwrap_or(wall).as_secs_f64();
+    println!(
+        "makespan                    {makespan:.1} s against a bound of {bound:.1} s ({requests} searches + {downloads} downloads at {SEARCH_PER_SEC}/s): {:+.2} %",
+        (makespan / bound - 1.0) * 100.0
+    );
+
+    // The estimates against the real finish.
+    let finishes: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT batch, max(finished_at) FROM docket.runs WHERE batch LIKE 'bulk-%' GROUP BY batch ORDER BY batch",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("reading runs");
+    println!("estimated finish (docket batches) against the real finish:");
+    for (batch, real) in &finishes {
+        for mark in [10, 50, 90] {
+            let Some((at, eta, bound)) = marks.get(&(batch.clone(), mark)) else {
+                println!("  {batch:<11} at {mark:>2} %: no estimate read");
+                continue;
+            };
+            let estimated = *at + chrono::Duration::from_std(*eta).unwrap_or_default();
+            let remaining = (*real - *at).num_milliseconds() as f64 / 1000.0;
+            let error = (estimated - *real).num_milliseconds() as f64 / 1000.0;
+            println!(
+                "  {batch:<11} at {mark:>2} %: estimated {:>6.1} s left, really {remaining:>6.1} s: off by {error:+6.1} s ({:+.1} % of the time left), bound: {bound}",
+                eta.as_secs_f64(),
+                error / remaining.max(0.001) * 100.0
+            );
+        }
+    }
+    env.cleanup().await;
+}
+
+fn ids(patients: &[Patient]) -> Vec<&str> {
+    patients.iter().map(|p| p.id.as_str()).collect()
+}
+
+/// Seconds from `published` to the patient's run finishing.
+async fn latency(env: &TestEnv, patient: &str, published: DateTime<Utc>) -> Duration {
+    loop {
+        let done: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT finished_at FROM docket.runs WHERE patient_id = $1 AND finished_at IS NOT NULL
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(patient)
+        .fetch_optional(&env.pool)
+        .await
+        .expect("reading a run")
+        .flatten();
+        if let Some(at) = done {
+            return (at - published).to_std().unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn finished_per_batch(env: &TestEnv) -> BTreeMap<String, i64> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT batch, count(*) FILTER (WHERE finished_at IS NOT NULL) FROM docket.runs GROUP BY batch")
+            .fetch_all(&env.pool)
+            .await
+            .expect("counting");
+    rows.into_iter().collect()
+}
