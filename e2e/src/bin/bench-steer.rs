@@ -1,7 +1,7 @@
 //! Benchmark (not a test) of steered work: 3,000 `bulk` requests in two
 //! batches of different sizes, published at once, and a stream of `urgent`
 //! requests, one a minute at the real budget (time-scaled with it), against
-//! the stubs with the DocEx search+download budget scaled 60 times.
+//! the stubs with every budget scaled 60 times (a real minute is a second).
 //!
 //!   cargo run --release -p docket-e2e --bin bench-steer -- [bulk] [small batch]
 //!
@@ -42,6 +42,9 @@ async fn main() {
     }
     let mut options = TestOptions::default();
     options.docex.search_rate = SEARCH_RATE.parse().expect("a valid rate");
+    // Every budget scaled as the search budget is: 10/s becomes 600/s.
+    options.docex.status_rate = "600/s".parse().expect("a valid rate");
+    options.tracker.rate = "600/s".parse().expect("a valid rate");
     options.docex.docs = "0..3".parse().expect("a valid range");
     options.docex.empty_share = 0.2;
     options.docex.archive_kind = ArchiveKind::Text;

@@ -125,6 +125,8 @@ pub struct Pace {
     /// Found share per batch (from its finished runs), and fleet-wide.
     pub found_share: BTreeMap<String, f64>,
     pub found_share_all: Option<f64>,
+    /// Found share per priority rank (a stream's own, for what it takes).
+    pub found_by_rank: BTreeMap<i16, f64>,
     /// Documents finished per second over the last five minutes.
     pub conversions_per_sec: Option<f64>,
     /// Median time from a job finishing to its run's report.
@@ -179,7 +181,16 @@ impl Pace {
             .filter(|(_, n, spread)| *n >= 3 && *spread >= window / 2.0)
             .map(|(rank, n, _)| (rank, n as f64 / window))
             .collect();
+        let by_rank: Vec<(i16, i64, i64)> = sqlx::query_as(
+            "SELECT priority, count(*) FILTER (WHERE documents_status = 'DOCUMENTS_FOUND'), count(*)
+             FROM docket.runs WHERE state = 'done' AND cancelled_at IS NULL GROUP BY priority",
+        )
+        .fetch_all(pool)
+        .await?;
+        let found_by_rank =
+            by_rank.into_iter().filter(|r| r.2 >= 3).map(|(rank, f, t)| (rank, f as f64 / t as f64)).collect();
         Ok(Pace {
+            found_by_rank,
             streams,
             found_share,
             found_share_all: (total >= 10).then(|| found as f64 / total as f64),
@@ -196,51 +207,62 @@ pub fn estimate(all: &[BatchCounts], settings: &Settings, pace: &Pace) -> BTreeM
     // Work a batch still needs from each budget; paused and parked runs
     // wait for an operator and are left out (so is a batch of only those).
     let movable = |c: &BatchCounts| c.unfinished() > c.paused + c.parked;
+    let found = |c: &BatchCounts| pace.found_share.get(&c.batch).copied().or(pace.found_share_all).unwrap_or(0.5);
     let docex_units = |c: &BatchCounts| {
-        let share = pace.found_share.get(&c.batch).copied().or(pace.found_share_all).unwrap_or(0.5);
-        (c.to_search as f64) * (1.0 + share) + (c.searching as f64) * share + c.to_download as f64
+        (c.to_search as f64) * (1.0 + found(c)) + (c.searching as f64) * found(c) + c.to_download as f64
     };
     let mut out = BTreeMap::new();
-    let mut ahead_docex = 0.0;
-    let mut ahead_tracker = 0.0;
-    let mut ahead_docs = 0.0;
+    // Seconds of each resource the more urgent classes take first.
+    let (mut ahead_docex, mut ahead_tracker, mut ahead_docs) = (0.0, 0.0, 0.0);
     for rank in Priority::ALL.map(Priority::rank) {
-        // What streams of more urgent requests leave of the budget.
-        let found = pace.found_share_all.unwrap_or(0.5);
-        let taken: f64 = pace.streams.range(..rank).map(|(_, per_sec)| per_sec * (1.0 + found) * docex).sum();
+        // What steady streams of more urgent requests leave of the budget.
+        let taken: f64 = pace
+            .streams
+            .range(..rank)
+            .map(|(r, per_sec)| per_sec * (1.0 + pace.found_by_rank.get(r).copied().unwrap_or(0.5)) * docex)
+            .sum();
         let docex = docex / (1.0 - taken).max(0.1);
-        let mut class: Vec<(&BatchCounts, f64)> =
-            all.iter().filter(|c| c.priority == rank && movable(c)).map(|c| (c, docex_units(c))).collect();
-        class.sort_by(|a, b| a.1.total_cmp(&b.1));
-        // Batches of one priority share the budget in turn: while n are
-        // left, each gets 1/n of it; the smallest finishes first.
-        let mut used = 0.0;
-        let mut before = 0.0;
-        for (i, (c, units)) in class.iter().enumerate() {
-            let left = (class.len() - i) as f64;
-            used += (units - before) * left;
-            before = *units;
-            let docex_secs = (ahead_docex + used) * docex;
-            let tracker_secs = (ahead_tracker + class_sum(&class, |c| c.tracker_calls as f64)) * tracker;
-            let docs_secs = pace
-                .conversions_per_sec
-                .map(|per_sec| (ahead_docs + class_sum(&class, |c| c.documents_left as f64)) / per_sec)
-                .unwrap_or(0.0);
+        let class: Vec<&BatchCounts> = all.iter().filter(|c| c.priority == rank && movable(c)).collect();
+        let docex_done = shared_finish(&class.iter().map(|c| docex_units(c) * docex).collect::<Vec<_>>());
+        let tracker_done = shared_finish(&class.iter().map(|c| c.tracker_calls as f64 * tracker).collect::<Vec<_>>());
+        let docs_done = match pace.conversions_per_sec {
+            Some(per_sec) => {
+                shared_finish(&class.iter().map(|c| c.documents_left as f64 / per_sec).collect::<Vec<_>>())
+            }
+            None => vec![0.0; class.len()],
+        };
+        for (i, c) in class.iter().enumerate() {
             let (secs, bound) = [
-                (docex_secs, Bound::DocexBudget),
-                (tracker_secs, Bound::TaskTrackerBudget),
-                (docs_secs, Bound::Conversions),
+                (ahead_docex + docex_done[i], Bound::DocexBudget),
+                (ahead_tracker + tracker_done[i], Bound::TaskTrackerBudget),
+                (ahead_docs + docs_done[i], Bound::Conversions),
             ]
             .into_iter()
             .fold((0.0, Bound::DocexBudget), |best, next| if next.0 > best.0 { next } else { best });
             let tail = if c.to_search + c.searching + c.to_download > 0 { pace.tail.as_secs_f64() } else { 0.0 };
             out.insert(c.batch.clone(), (Duration::from_secs_f64(secs + tail), bound));
         }
-        ahead_docex += used;
-        ahead_tracker += class_sum(&class, |c| c.tracker_calls as f64);
-        ahead_docs += class_sum(&class, |c| c.documents_left as f64);
+        ahead_docex += docex_done.iter().copied().fold(0.0, f64::max);
+        ahead_tracker += tracker_done.iter().copied().fold(0.0, f64::max);
+        ahead_docs += docs_done.iter().copied().fold(0.0, f64::max);
     }
     out
+}
+
+/// When each of several jobs sharing one resource in turn finishes, given
+/// the time each would take alone: while n are left, each gets 1/n of it,
+/// so the shortest finishes first (processor sharing).
+fn shared_finish(alone: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..alone.len()).collect();
+    order.sort_by(|a, b| alone[*a].total_cmp(&alone[*b]));
+    let mut done = vec![0.0; alone.len()];
+    let (mut clock, mut before) = (0.0, 0.0);
+    for (k, i) in order.iter().enumerate() {
+        clock += (alone[*i] - before) * (alone.len() - k) as f64;
+        before = alone[*i];
+        done[*i] = clock;
+    }
+    done
 }
 
 /// Keeps the batch gauges current (every 15 s) for Grafana: the batches
@@ -283,10 +305,6 @@ pub async fn export(app: std::sync::Arc<crate::App>) {
             _ = app.shutdown.cancelled() => break,
         }
     }
-}
-
-fn class_sum(class: &[(&BatchCounts, f64)], f: impl Fn(&BatchCounts) -> f64) -> f64 {
-    class.iter().map(|(c, _)| f(c)).sum()
 }
 
 #[cfg(test)]
@@ -334,10 +352,21 @@ mod tests {
     fn a_stream_of_urgent_requests_takes_its_share_ahead_of_the_bulk() {
         let mut streams = BTreeMap::new();
         streams.insert(Priority::Urgent.rank(), 0.2);
-        let pace = Pace { found_share_all: Some(0.0), streams, ..Pace::default() };
+        let pace = Pace {
+            found_share_all: Some(0.0),
+            found_by_rank: [(Priority::Urgent.rank(), 0.0)].into(),
+            streams,
+            ..Pace::default()
+        };
         let eta = estimate(&[batch("bulk", Priority::Bulk, 80)], &settings(), &pace);
         // One urgent search every 5 s leaves 80 % of one a second.
         assert_eq!(eta["bulk"].0, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn sharing_in_turn_finishes_the_shortest_first() {
+        assert_eq!(shared_finish(&[10.0, 2.0, 5.0]), vec![17.0, 6.0, 12.0]);
+        assert!(shared_finish(&[]).is_empty());
     }
 
     #[test]
