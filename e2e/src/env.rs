@@ -41,6 +41,25 @@ impl Default for TestOptions {
     }
 }
 
+impl TestOptions {
+    /// The benchmarks' pipeline: the DocEx search+download budget at
+    /// `search_rate`, small text archives (a fifth of patients with none),
+    /// jobs of half a second to two, quick polls, 50 DocEx jobs at once.
+    pub fn bench(search_rate: &str) -> TestOptions {
+        let mut o = TestOptions::default();
+        o.docex.search_rate = search_rate.parse().expect("a valid rate");
+        o.docex.docs = "0..3".parse().expect("a valid range");
+        o.docex.empty_share = 0.2;
+        o.docex.archive_kind = docket_stubs::ArchiveKind::Text;
+        o.docex.job_time = "500ms..2s".parse().expect("a valid range");
+        o.vars.push(("DOCEX_MAX_JOBS", "50".into()));
+        o.vars.push(("POLL_FIRST", "300ms".into()));
+        o.vars.push(("POLL_MAX", "1s".into()));
+        o.vars.push(("DATABASE_POOL", "8".into()));
+        o
+    }
+}
+
 pub struct Patient {
     pub id: String,
     pub first: String,

@@ -28,16 +28,7 @@ async fn main() {
         std::env::set_var("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
     }
 
-    let mut options = TestOptions::default();
-    options.docex.search_rate = SEARCH_RATE.parse().expect("a valid rate");
-    options.docex.docs = "0..3".parse().expect("a valid range");
-    options.docex.empty_share = 0.2;
-    options.docex.archive_kind = ArchiveKind::Text;
-    options.docex.job_time = "500ms..2s".parse().expect("a valid range");
-    options.vars.push(("DOCEX_MAX_JOBS", "50".into()));
-    options.vars.push(("POLL_FIRST", "300ms".into()));
-    options.vars.push(("POLL_MAX", "1s".into()));
-    options.vars.push(("DATABASE_POOL", "8".into()));
+    let options = TestOptions::bench(SEARCH_RATE);
     let mut env = TestEnv::new(options).await;
     let patients: Vec<Patient> = (0..n).map(|i| Patient::new(&format!("N{i:05}"))).collect();
     env.seed(&patients).await;

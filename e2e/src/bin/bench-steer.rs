@@ -40,19 +40,10 @@ async fn main() {
     unsafe {
         std::env::set_var("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
     }
-    let mut options = TestOptions::default();
-    options.docex.search_rate = SEARCH_RATE.parse().expect("a valid rate");
+    let mut options = TestOptions::bench(SEARCH_RATE);
     // Every budget scaled as the search budget is: 10/s becomes 600/s.
     options.docex.status_rate = "600/s".parse().expect("a valid rate");
     options.tracker.rate = "600/s".parse().expect("a valid rate");
-    options.docex.docs = "0..3".parse().expect("a valid range");
-    options.docex.empty_share = 0.2;
-    options.docex.archive_kind = ArchiveKind::Text;
-    options.docex.job_time = "500ms..2s".parse().expect("a valid range");
-    options.vars.push(("DOCEX_MAX_JOBS", "50".into()));
-    options.vars.push(("POLL_FIRST", "300ms".into()));
-    options.vars.push(("POLL_MAX", "1s".into()));
-    options.vars.push(("DATABASE_POOL", "8".into()));
     let mut env = TestEnv::new(options).await;
     let group =
         |prefix: &str, n: usize| -> Vec<Patient> { (0..n).map(|i| Patient::new(&format!("{prefix}{i:05}"))).collect() };
