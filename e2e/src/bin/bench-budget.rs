@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use docket_e2e::{Patient, TestEnv, TestOptions};
-use docket_stubs::{ArchiveKind, Budget, budget::max_in_window};
+use docket_stubs::{Budget, budget::max_in_window};
 
 /// The scaled budget: 600 searches and downloads a minute instead of 10.
 const SEARCH_RATE: &str = "600/min";
