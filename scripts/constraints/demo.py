@@ -63,6 +63,7 @@ class Run:
         self.vhost, self.db, self.prefix = tag, tag.replace("-", "_"), tag
         self.hub = Hub(work / "sock")
         self.running: list[Jailed] = []
+        self.jails: list[Jailed] = []  # every jail started, for the cleanup
         self.moto_proc = None
 
     # --- stand-ins ---------------------------------------------------------------
@@ -113,7 +114,7 @@ class Run:
             env["REDIS_KEY_PREFIX"] = self.prefix
 
     def cleanup(self) -> None:
-        for j in self.running:
+        for j in self.jails:
             j.kill()
         if self.moto_proc:
             self.moto_proc.kill()
@@ -135,6 +136,7 @@ class Run:
         work.mkdir(parents=True)
         cmd, fds = bwrap_argv(s, self.net, self.hub, work, self.bin_dir, self.binaries, self.base_dir)
         j = Jailed(s, cmd, fds, work)
+        self.jails.append(j)
         if not s.one_shot:
             self.running.append(j)
         return j

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -169,7 +170,9 @@ def bwrap_argv(spec: Spec, net: Net, hub: Hub, work: Path, bin_dir: Path, binari
         fds.append(lst.fileno())
         inbound.append({"fd": lst.fileno(), "port": port})
     outbound = []
-    for name, port in sorted(net.allowed.get(spec.name, ())):
+    # Relays only for the peers the service's settings name: a relay's listener
+    # inside the jail would otherwise collide with the service's own port.
+    for name, port in sorted(net.allowed.get(spec.name, set()) & dialed(spec.env, net)):
         endpoint, tport = net.target[(name, port)]
         outbound.append({"ip": net.ips[name], "port": port, "path": hub.path(endpoint, tport)})
     drop = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.gid}"]
@@ -181,6 +184,21 @@ def bwrap_argv(spec: Spec, net: Net, hub: Hub, work: Path, bin_dir: Path, binari
     cfg = json.dumps({"outbound": outbound, "inbound": inbound})
     args += ["--"] + drop + ["/usr/bin/python3", str(INSIDE), cfg, "--"] + spec.argv
     return args, fds
+
+
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "postgres": 5432, "postgresql": 5432, "redis": 6379, "http": 80,
+                 "https": 443}
+
+
+def dialed(env: dict[str, str], net: Net) -> set[tuple[str, int]]:
+    """The (host, port) pairs the URLs in a service's environment name."""
+    found = set()
+    for value in env.values():
+        for scheme, host, port in re.findall(r"([a-z][a-z0-9+.-]*)://(?:[^@/\s]*@)?([A-Za-z0-9.-]+)(?::(\d+))?", value):
+            host = net.aliases.get(host, host)
+            if host in net.ips and (port or scheme in DEFAULT_PORTS):
+                found.add((host, int(port) if port else DEFAULT_PORTS[scheme]))
+    return found
 
 
 class Jailed:
@@ -196,12 +214,16 @@ class Jailed:
                                      pass_fds=fds + [info_w])
         os.close(info_w)
         text = ""
-        with os.fdopen(info_r) as f:
-            while "}" not in text and (line := f.readline()):
-                text += line
-        # bwrap writes {"child-pid": N}: the jail's PID 1 (the relay, then
-        # the service under it), seen from here.
-        self.child = json.loads(text)["child-pid"] if "}" in text else None
+        while not (m := re.search(r'"child-pid": (\d+)', text)):
+            chunk = os.read(info_r, 4096).decode()
+            if not chunk:
+                break
+            text += chunk
+        # Kept open: bwrap writes more to it later and would die of SIGPIPE.
+        self.info = info_r
+        # The jail's PID 1 (the service's init; the relays run under it), seen
+        # from here. Killing it ends everything in the jail.
+        self.child = int(m.group(1)) if m else None
 
     def stop(self) -> None:
         """SIGTERM to what the container runtime would signal (PID 1)."""
@@ -212,8 +234,22 @@ class Jailed:
                 pass
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        # setpriv changing the user clears bwrap's parent-death signal, so
+        # killing bwrap alone would leave the jail running.
+        if self.proc.poll() is None:  # so the child's PID is still its own
+            for pid in (self.child, self.proc.pid):
+                try:
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        if self.info is not None:
+            os.close(self.info)
+            self.info = None
 
     def tail(self, n: int = 15) -> str:
         self.log.flush()

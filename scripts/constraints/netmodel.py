@@ -20,6 +20,7 @@ class Net:
         self.target: dict[tuple[str, int], tuple[str, int]] = {}  # (name, port) -> (endpoint, port)
         self.allowed: dict[str, set[tuple[str, int]]] = {}  # spec name -> reachable (name, port)
         self.outside: dict[str, bool] = {}  # spec name -> has a way out of the deployment
+        self.peers: dict[str, set[str]] = {}  # spec name -> every service it can dial, by name
 
     def name(self, host: str) -> None:
         if host not in self.ips:
@@ -51,6 +52,7 @@ def compose(doc: dict, specs: list[Spec], standins: dict[str, set[int]]) -> Net:
         mine = set(networks(services[s.name]))
         peers = {n for n, svc in services.items() if n != s.name and mine & set(networks(svc))}
         net.allowed[s.name] = {(n, p) for n in peers for p in ports.get(n, standins.get(n, set()))}
+        net.peers[s.name] = peers
         net.outside[s.name] = any(not (declared.get(n) or {}).get("internal") for n in mine)
     return net
 
@@ -120,6 +122,7 @@ def k8s(docs: list[dict], specs: list[Spec], standins: dict[str, set[int]], name
                     if to_ok and ports_ok:
                         allowed.add((svc, port))
         net.allowed[s.name] = allowed
+        net.peers[s.name] = {n for n, _ in allowed}
         # A way out: an egress rule with no `to` on a port other than DNS, or no policy at all.
         net.outside[s.name] = not mine or any(
             not rule.get("to") and not all(rp.get("port") == 53 for rp in rule.get("ports") or [{}])
