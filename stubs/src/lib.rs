@@ -24,6 +24,7 @@ mod docex;
 pub mod faults;
 mod gate;
 mod idempotency;
+mod journal;
 pub mod samples;
 mod server;
 pub mod settings;

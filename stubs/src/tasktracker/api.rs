@@ -101,9 +101,9 @@ pub(super) async fn set_status(
         if s.status == TaskStatus::New {
             return Err(error(StatusCode::BAD_REQUEST, "status must be DOCUMENTS_FOUND or DOCUMENTS_NOT_FOUND"));
         }
-        let mut t = lock(&st.tracker);
-        let task = t.tasks.get_mut(&task_id).ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task"))?;
-        task.status = s.status;
+        if !lock(&st.tracker).set_status(&task_id, s.status) {
+            return Err(error(StatusCode::NOT_FOUND, "no such task"));
+        }
         tracing::info!(%task_id, status = ?s.status, "task status set");
         Ok(StatusCode::OK.into_response())
     };

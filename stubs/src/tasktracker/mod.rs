@@ -20,6 +20,7 @@ use crate::budget::BudgetStats;
 use crate::config::TaskTrackerConfig;
 use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
+use crate::journal::Journal;
 use crate::server::{Serving, prepare};
 use crate::stats::EndpointStats;
 use crate::util::lock;
@@ -67,11 +68,22 @@ pub struct TaskTrackerHandle {
 
 /// Starts a TaskTracker stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_tasktracker(cfg: TaskTrackerConfig) -> anyhow::Result<TaskTrackerHandle> {
+    let tracker = match &cfg.data_dir {
+        Some(dir) => {
+            use anyhow::Context as _;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create STUB_DATA_DIR {}", dir.display()))?;
+            let (journal, events) = Journal::open(&dir.join("tasktracker.jsonl"))?;
+            let t = Tracker::replay(events, journal);
+            tracing::info!(tasks = t.order.len(), reports = t.reports, dir = %dir.display(), "TaskTracker state restored");
+            t
+        }
+        None => Tracker::new(Journal::none()),
+    };
     let p = prepare(cfg.addr, cfg.token.clone(), &cfg.faults, &[cfg.rate], route)?;
     let state = Arc::new(TaskTracker {
         start: p.start,
         gate: Arc::clone(&p.gate),
-        tracker: Mutex::new(Tracker::new()),
+        tracker: Mutex::new(tracker),
         origin: p.origin,
     });
     let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
