@@ -4,6 +4,8 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::outside::Budget;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -93,6 +95,11 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub outbox_pending: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub bytes_stored: Counter<u64, AtomicU64>,
+    /// The configured limits, so dashboards and alerts draw them from the
+    /// services rather than from constants that drift from the settings.
+    pub budget_limit: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    pub prefetch: Family<QueueLabels, Gauge>,
+    pub docex_max_jobs: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,6 +129,9 @@ impl Metrics {
             broker_connected: Gauge::default(),
             outbox_pending: Gauge::default(),
             bytes_stored: Counter::default(),
+            budget_limit: Family::default(),
+            prefetch: Family::default(),
+            docex_max_jobs: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -146,7 +156,35 @@ impl Metrics {
         r.register("broker_connected", "1 when connected to RabbitMQ", m.broker_connected.clone());
         r.register("outbox_pending", "Messages committed but not yet published", m.outbox_pending.clone());
         r.register("bytes_stored", "Bytes written to the storage service", m.bytes_stored.clone());
+        r.register(
+            "budget_limit_per_second",
+            "Configured outside budget, in requests per second (DOCEX_*_RATE, TASKTRACKER_RATE)",
+            m.budget_limit.clone(),
+        );
+        r.register(
+            "prefetch",
+            "Configured messages in flight per consumer (PREFETCH, CONVERT_PREFETCH)",
+            m.prefetch.clone(),
+        );
+        r.register(
+            "docex_max_jobs",
+            "Configured cap on DocEx jobs between search and download",
+            m.docex_max_jobs.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Exports the configured budgets and job cap (prefetch is set per consumer).
+    pub fn set_limits(&self, s: &crate::settings::Settings) {
+        for (budget, rate) in [
+            (Budget::DocexSearch, s.docex_search_rate),
+            (Budget::DocexStatus, s.docex_status_rate),
+            (Budget::TaskTracker, s.tasktracker_rate),
+        ] {
+            let per_second = f64::from(rate.count) / rate.period.as_secs_f64();
+            self.budget_limit.get_or_create(&BudgetLabels { budget: budget.as_str() }).set(per_second);
+        }
+        self.docex_max_jobs.set(i64::from(s.docex_max_jobs));
     }
 
     /// The Prometheus text exposition of every metric.
