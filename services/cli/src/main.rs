@@ -5,6 +5,7 @@
 mod demo;
 mod parked;
 mod publish;
+mod reset;
 mod seed;
 mod status;
 
@@ -54,6 +55,12 @@ enum Command {
         #[arg(long, default_value_t = 6)]
         patients: u32,
     },
+    /// Delete every run, the demo patients, docket's queues and its Redis keys (stop the services first).
+    Reset {
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Parked messages: messages that can never succeed as they are.
     Parked {
         #[command(subcommand)]
@@ -80,6 +87,14 @@ enum ParkedAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `docket status P1 | head -1`: a closed pipe ends the CLI quietly, as it
+    // does any Unix tool, instead of a panic in println!.
+    // SAFETY: restoring the default disposition of one signal before any
+    // other thread could depend on it.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
     // The CLI's own output is its interface; logs only say what went wrong.
@@ -96,9 +111,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Publish { ids, file, demo } => publish::run(&settings, ids, file, demo).await,
         Command::Status { patient_id } => status::patient(&settings, &patient_id).await,
         Command::Runs => status::runs(&settings).await,
-        Command::Wait { timeout } => status::wait(&settings, &timeout).await,
+        Command::Wait { timeout } => status::wait_command(&settings, &timeout).await,
         Command::Report { patient_id } => status::report(&settings, &patient_id).await,
         Command::Demo { patients } => demo::run(&settings, patients).await,
+        Command::Reset { yes } => reset::run(&settings, yes).await,
         Command::Parked { action: ParkedAction::List { limit } } => parked::list(&settings, limit).await,
         Command::Parked { action: ParkedAction::Replay { ids, all } } => parked::replay(&settings, ids, all).await,
     }
