@@ -35,7 +35,9 @@ impl Handler for Report {
             .execute(pool)
             .await?;
         if !run.tt_status_set {
-            app.tracker().set_status(&task_id, status).await?;
+            if let Err(e) = app.tracker().set_status(&task_id, status).await {
+                return task_gone_or(app, step, &run, e).await;
+            }
             sqlx::query("UPDATE docket.runs SET tt_status_set = true, updated_at = now() WHERE run_id = $1")
                 .bind(run.run_id)
                 .execute(pool)
@@ -43,7 +45,10 @@ impl Handler for Report {
         }
         let report_id = match &run.report_id {
             Some(id) => id.clone(),
-            None => append(app, &run, &task_id, status).await?,
+            None => match append(app, &run, &task_id, status).await {
+                Ok(id) => id,
+                Err(e) => return task_gone_or(app, step, &run, e).await,
+            },
         };
         let mut uow = UnitOfWork::begin(app).await?;
         let done = sqlx::query(
@@ -95,4 +100,39 @@ async fn append(app: &App, run: &Run, task_id: &str, status: &str) -> StageResul
         .execute(pool)
         .await?;
     Ok(report_id)
+}
+
+/// A task TaskTracker no longer has (deleted, or the tracker lost it) cannot
+/// take a report, however often the message is replayed: the run ends as
+/// abandoned with that reason instead of waiting parked for ever. A new
+/// request for the patient starts a new run with a new task. Other errors
+/// take their usual path.
+async fn task_gone_or(app: &App, step: Step, run: &Run, e: StageError) -> StageResult {
+    if !docket_shared::outside::tasktracker::is_task_gone(&e) {
+        return Err(e);
+    }
+    let reason = format!("{e}; the report could not be delivered: publish the patient again for a new run and task");
+    let mut uow = UnitOfWork::begin(app).await?;
+    let done = sqlx::query(
+        "UPDATE docket.runs SET state = $3, finished_at = now(), seq = seq + 1, parked = false, updated_at = now(),
+             last_error = $5
+         WHERE run_id = $1 AND seq = $2 AND state = $4",
+    )
+    .bind(step.run_id)
+    .bind(step.seq)
+    .bind(state::ABANDONED)
+    .bind(state::REPORT)
+    .bind(&reason)
+    .execute(uow.conn())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(());
+    }
+    runs::event(uow.conn(), run.run_id, "report", &format!("abandoned: {reason}")).await?;
+    uow.commit(app).await?;
+    tracing::warn!(patient_id = %run.patient_id, run_id = %run.run_id, "TaskTracker lost the run's task; run abandoned");
+    if let Err(e) = app.scratch.delete_prefix(&scratch::run_prefix(run.run_id)).await {
+        debug!(error = %e, "scratch cleanup failed; nothing depends on it");
+    }
+    Ok(())
 }
