@@ -22,6 +22,10 @@ from spec import Spec
 from netmodel import Net
 
 INSIDE = Path(__file__).resolve().parent / "inside.py"
+# Where the relay and the Unix sockets appear inside a jail: fixed paths, since
+# the checkout itself may sit under a path the jail covers (a clone in /tmp).
+JAIL_INSIDE = "/usr/local/bin/docket-check-inside.py"
+JAIL_SOCKETS = "/usr/local/lib/docket-check"
 # Docker's PATH for Linux images that set none (Debian's images do not).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -129,7 +133,7 @@ def bwrap_argv(spec: Spec, net: Net, hub: Hub, work: Path, bin_dir: Path, binari
                          "docket's services must run with a read-only one")
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--as-pid-1", "--unshare-ipc",
             "--unshare-uts", "--hostname", spec.name[:63], "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    targets = [f"/usr/local/bin/{b}" for b in binaries] + [m.path for m in spec.mounts]
+    targets = [f"/usr/local/bin/{b}" for b in binaries] + [m.path for m in spec.mounts] + [JAIL_INSIDE, JAIL_SOCKETS]
     shadows = sorted({_existing_ancestor(t) for t in targets if not os.path.exists(t)})
     for s in shadows:
         args += _shadow(s, set(targets))
@@ -138,6 +142,7 @@ def bwrap_argv(spec: Spec, net: Net, hub: Hub, work: Path, bin_dir: Path, binari
     args += ["--ro-bind", str(hosts), "/etc/hosts"]
     for b in binaries:
         args += ["--ro-bind", str(bin_dir / b), f"/usr/local/bin/{b}"]
+    args += ["--ro-bind", str(INSIDE), JAIL_INSIDE, "--ro-bind", str(hub.root), JAIL_SOCKETS]
     for i, m in enumerate(spec.mounts):
         if m.kind == "tmpfs":
             args += ["--perms", oct(m.mode if m.mode is not None else 0o1777)[2:], "--tmpfs", m.path]
@@ -174,7 +179,7 @@ def bwrap_argv(spec: Spec, net: Net, hub: Hub, work: Path, bin_dir: Path, binari
     # inside the jail would otherwise collide with the service's own port.
     for name, port in sorted(net.allowed.get(spec.name, set()) & dialed(spec.env, net)):
         endpoint, tport = net.target[(name, port)]
-        outbound.append({"ip": net.ips[name], "port": port, "path": hub.path(endpoint, tport)})
+        outbound.append({"ip": net.ips[name], "port": port, "path": f"{JAIL_SOCKETS}/{Path(hub.path(endpoint, tport)).name}"})
     drop = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.gid}"]
     drop += [f"--groups={','.join(map(str, spec.groups))}"] if spec.groups else ["--clear-groups"]
     if spec.cap_drop_all:
@@ -182,7 +187,7 @@ def bwrap_argv(spec: Spec, net: Net, hub: Hub, work: Path, bin_dir: Path, binari
     if spec.no_new_privs:
         drop += ["--no-new-privs"]
     cfg = json.dumps({"outbound": outbound, "inbound": inbound})
-    args += ["--"] + drop + ["/usr/bin/python3", str(INSIDE), cfg, "--"] + spec.argv
+    args += ["--"] + drop + ["/usr/bin/python3", JAIL_INSIDE, cfg, "--"] + spec.argv
     return args, fds
 
 
