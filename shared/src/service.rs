@@ -109,6 +109,7 @@ impl Service {
         build: impl FnOnce(&Arc<App>) -> Vec<Arc<dyn Consumer>>,
     ) -> anyhow::Result<Running> {
         let metrics = Arc::new(Metrics::new());
+        metrics.set_limits(&settings);
         let slot = Arc::new(OnceLock::new());
         let addr = settings.http_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)));
         let http_addr = crate::http::serve(addr, metrics.clone(), slot.clone(), shutdown.clone()).await?;

@@ -39,8 +39,9 @@ pub struct DocexConfig {
     /// How long an archive stays downloadable after its job finished; then
     /// 410 and the file is deleted. Env `STUB_ARCHIVE_TTL` (default `1h`).
     pub archive_ttl: Duration,
-    /// Where generated archives are written; `None`: a temporary directory
-    /// removed on shutdown. Env `STUB_DATA_DIR`.
+    /// Where generated archives and the jobs' journal (`docex.jsonl`) are
+    /// kept, so jobs survive a restart; `None`: a temporary directory removed
+    /// on shutdown, jobs in memory only. Env `STUB_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
     /// Faults applied at start. Env `STUB_DOCEX_FAULTS`, else `STUB_FAULTS` (JSON).
     pub faults: Faults,
@@ -103,6 +104,9 @@ pub struct TaskTrackerConfig {
     pub token: Option<String>,
     /// The one budget every API request spends. Env `TASKTRACKER_RATE` (default `10/s`).
     pub rate: Rate,
+    /// Where tasks and reports are kept (`tasktracker.jsonl`) so they survive a
+    /// restart; `None`: in memory only. Env `STUB_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
     /// Faults applied at start. Env `STUB_TASKTRACKER_FAULTS`, else `STUB_FAULTS` (JSON).
     pub faults: Faults,
 }
@@ -113,6 +117,7 @@ impl Default for TaskTrackerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
             rate: Rate::per_second(10),
+            data_dir: None,
             faults: Faults::none(),
         }
     }
@@ -132,6 +137,7 @@ impl TaskTrackerConfig {
             addr: setting(&get, "STUB_TASKTRACKER_ADDR", SocketAddr::from(([127, 0, 0, 1], 9001)))?,
             token: value(&get, "TASKTRACKER_TOKEN"),
             rate: setting(&get, "TASKTRACKER_RATE", d.rate)?,
+            data_dir: value(&get, "STUB_DATA_DIR").map(PathBuf::from),
             faults: faults(&get, "STUB_TASKTRACKER_FAULTS")?,
         })
     }
@@ -162,6 +168,7 @@ impl fmt::Debug for TaskTrackerConfig {
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("rate", &self.rate.to_string())
+            .field("data_dir", &self.data_dir)
             .field("faults", &self.faults)
             .finish()
     }

@@ -18,13 +18,14 @@
 #![allow(clippy::result_large_err)]
 
 pub mod archive;
+pub mod arrivals;
 pub mod budget;
 pub mod config;
 mod docex;
 pub mod faults;
 mod gate;
 mod idempotency;
-pub mod journal;
+mod journal;
 pub mod samples;
 mod server;
 pub mod settings;
@@ -35,12 +36,12 @@ mod util;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub use archive::ArchiveKind;
+pub use arrivals::Arrival;
 pub use budget::{Budget, BudgetStats};
 pub use config::{DocexConfig, TaskTrackerConfig};
 pub use docex::jobs::Profile;
 pub use docex::{AdminJob, DocexHandle, DocexStats, JobStats, JobStatus, JobView, ProfileEntry, spawn_docex};
 pub use faults::{FaultMode, Faults};
-pub use journal::Arrival;
 pub use settings::{CountRange, DurationRange, Rate};
 pub use stats::EndpointStats;
 pub use tasktracker::model::{Report, ReportDocument, ReportFailure, Task, TaskStatus};

@@ -139,7 +139,7 @@ async fn main() {
     let searches: Vec<(u64, char)> = {
         let mut s: Vec<(u64, char)> = env
             .docex
-            .journal()
+            .arrivals()
             .iter()
             .filter(|a| a.endpoint == "search")
             .filter_map(|a| a.subject.strip_prefix("Family").and_then(|p| p.chars().next()).map(|c| (a.at_ms, c)))

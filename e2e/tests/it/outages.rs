@@ -1,10 +1,11 @@
 //! Outages of the outside systems: work waits them out, the API hears only
-//! the breaker's probes while dark, and full rate is back soon after.
+//! the breaker's probes while dark, and full rate is back soon after; a task
+//! the tracker lost ends its run with that reason.
 
 use std::time::Duration;
 
-use docket_e2e::{Patient, TestEnv, TestOptions};
-use docket_stubs::{ArchiveKind, Budget, FaultMode, Faults};
+use docket_e2e::{Patient, TestEnv, TestOptions, eventually, rabbit};
+use docket_stubs::{ArchiveKind, Budget, FaultMode, Faults, Profile, TaskTrackerConfig};
 
 use crate::common::one_task_one_report_each;
 
@@ -81,5 +82,43 @@ async fn a_tasktracker_outage_is_waited_out_with_only_probes_reaching_it_and_ful
     let back = full_rate_at(&log, end, 40).expect("the budget was used at full rate after the outage");
     println!("full rate (40+ requests in one second) {} ms after recovery", back - end);
     assert!(back - end <= 4_000, "full rate only {} ms after recovery", back - end);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_whose_task_the_tracker_lost_ends_abandoned_with_that_reason_instead_of_parked() {
+    let mut env = TestEnv::new(TestOptions::default()).await;
+    let p = Patient::new("P-LOST-TASK");
+    // The job stays running long enough for TaskTracker to lose the task meanwhile.
+    let slow = Profile { documents: 1, kind: ArchiveKind::Text, running_ms: Some(4000), ..Profile::default() };
+    env.docex.set_profile(&p.first, &p.last, slow);
+    env.seed(&[p]).await;
+    env.start_all(1).await;
+    env.publish(&["P-LOST-TASK"]).await;
+    eventually(Duration::from_secs(30), "the run's task created", || async {
+        let runs = env.runs("P-LOST-TASK").await;
+        if runs.first().is_some_and(|r| r.state.as_str() == "poll") { Ok(()) } else { Err(format!("{runs:?}")) }
+    })
+    .await;
+    // A TaskTracker restarted without its data: same address, no tasks.
+    let cfg = TaskTrackerConfig { addr: env.tracker.addr(), ..TestOptions::default().tracker };
+    let stand_in = docket_stubs::spawn_tasktracker(TaskTrackerConfig::default()).await.expect("a stub");
+    std::mem::replace(&mut env.tracker, stand_in).shutdown().await;
+    let fresh = docket_stubs::spawn_tasktracker(cfg).await.expect("the tracker on its old port");
+    std::mem::replace(&mut env.tracker, fresh).shutdown().await;
+
+    let run = eventually(Duration::from_secs(60), "the run to end", || async {
+        let runs = env.runs("P-LOST-TASK").await;
+        match runs.first() {
+            Some(r) if r.finished_at.is_some() => Ok(r.clone()),
+            other => Err(format!("{:?}", other.map(|r| (&r.state, &r.last_error)))),
+        }
+    })
+    .await;
+    assert_eq!(run.state.as_str(), "abandoned");
+    let reason = run.last_error.unwrap_or_default();
+    assert!(reason.contains("TaskTracker has no task"), "{reason}");
+    assert!(!run.parked);
+    assert_eq!(rabbit::depth(&env.vhost, "docket.parked").await.expect("depth"), 0, "nothing parked");
     env.cleanup().await;
 }

@@ -35,7 +35,7 @@ fn docex_patient(a: &Arrival) -> &str {
 fn searches(env: &TestEnv) -> Vec<(u64, String)> {
     let mut s: Vec<(u64, String)> = env
         .docex
-        .journal()
+        .arrivals()
         .iter()
         .filter(|a| a.endpoint == "search")
         .map(|a| (a.at_ms, docex_patient(a).to_string()))
@@ -185,10 +185,10 @@ async fn a_paused_batch_makes_no_outside_call_while_others_go_on_and_finishes_ex
     let of_paused = |p: &str| p.starts_with('P');
     let late: Vec<(u64, String, String)> = env
         .docex
-        .journal()
+        .arrivals()
         .iter()
         .map(|a| (a.at_ms, a.endpoint.clone(), docex_patient(a).to_string()))
-        .chain(env.tracker.journal().iter().map(|a| (a.at_ms, a.endpoint.clone(), a.subject.clone())))
+        .chain(env.tracker.arrivals().iter().map(|a| (a.at_ms, a.endpoint.clone(), a.subject.clone())))
         .filter(|(at, _, p)| of_paused(p) && *at > committed)
         .collect();
     println!("calls for the paused batch after the commit: {late:?}");
@@ -245,14 +245,14 @@ async fn a_batch_cancelled_from_a_control_message_ends_each_run_with_one_report_
     let of_cancelled = |p: &str| p.starts_with('C');
     let late: Vec<(u64, String)> = env
         .docex
-        .journal()
+        .arrivals()
         .iter()
         .filter(|a| of_cancelled(docex_patient(a)) && a.at_ms > committed + 100)
         .map(|a| (a.at_ms, a.endpoint.clone()))
         .collect();
     assert!(late.is_empty(), "DocEx calls for the cancelled batch after the cancel: {late:?}");
     let closing = ["create_task", "set_status", "add_report"];
-    for a in env.tracker.journal().iter().filter(|a| of_cancelled(&a.subject) && a.at_ms > committed + 100) {
+    for a in env.tracker.arrivals().iter().filter(|a| of_cancelled(&a.subject) && a.at_ms > committed + 100) {
         assert!(closing.contains(&a.endpoint.as_str()), "{a:?} after the cancel");
     }
     let tasks = env.tracker.tasks();

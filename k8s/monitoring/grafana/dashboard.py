@@ -53,9 +53,11 @@ QUERIES: dict[str, str] = {
     # limiter are what the budget counts (one per call, whichever replica).
     "docex_budget_used_per_min": 'sum(increase(pipeline_limiter_wait_seconds_count{budget="docex_search"}[1m]))',
     "docex_budget_sent_per_min": f'sum(increase(pipeline_outside_requests_total{{api="docex", endpoint=~"{DOCEX_BUDGET_ENDPOINTS}"}}[1m]))',
-    "docex_budget_limit_per_min": "vector($docex_search_limit_per_min)",
+    # limits as each service is configured (max: the fleet should agree; an
+    # alert fires when it does not)
+    "docex_budget_limit_per_min": 'max(pipeline_budget_limit_per_second{budget="docex_search"}) * 60',
     "fast_budgets_used_per_s": 'sum by (budget) (rate(pipeline_limiter_wait_seconds_count{budget=~"docex_status|tasktracker"}[1m]))',
-    "fast_budgets_limit_per_s": "vector($per_second_limit)",
+    "fast_budgets_limit_per_s": 'max by (budget) (pipeline_budget_limit_per_second{budget=~"docex_status|tasktracker"})',
     "limiter_wait_p50": "histogram_quantile(0.5, sum by (budget, le) (rate(pipeline_limiter_wait_seconds_bucket[$__rate_interval])))",
     "limiter_wait_p95": "histogram_quantile(0.95, sum by (budget, le) (rate(pipeline_limiter_wait_seconds_bucket[$__rate_interval])))",
     "limiter_deferred": "sum by (budget) (rate(pipeline_limiter_deferred_total[$__rate_interval]))",
@@ -65,6 +67,7 @@ QUERIES: dict[str, str] = {
     "outside_latency_p95": "histogram_quantile(0.95, sum by (api, endpoint, le) (rate(pipeline_outside_request_duration_seconds_bucket[$__rate_interval])))",
     # a fleet-wide count read from shared state: max, not sum, over replicas
     "docex_jobs_in_flight": "max(pipeline_docex_jobs_in_flight)",
+    "docex_max_jobs": "max(pipeline_docex_max_jobs)",
     # conversions
     "documents_per_min": "sum by (kind, outcome) (rate(pipeline_documents_total[$__rate_interval])) * 60",
     "documents_failed_ratio": 'sum(increase(pipeline_documents_total{outcome="failed"}[$__range])) / sum(increase(pipeline_documents_total[$__range]))',
@@ -72,6 +75,7 @@ QUERIES: dict[str, str] = {
     "conversion_p95": "histogram_quantile(0.95, sum by (kind, le) (rate(pipeline_conversion_duration_seconds_bucket[$__rate_interval])))",
     "convert_inflight": 'sum by (instance, pod) (pipeline_inflight_messages{stage="convert"})',
     "convert_replicas": 'count(up{job="docket", service="convert"} == 1)',
+    "convert_prefetch": 'max by (instance, pod) (pipeline_prefetch{stage="convert", queue="docket.convert"})',
     "convert_memory": 'sum by (pod) (container_memory_working_set_bytes{container="convert"})',
     "convert_memory_limit": 'max by (pod) (container_spec_memory_limit_bytes{container="convert"})',
     "convert_oom": 'sum by (pod) (increase(container_oom_events_total{container="convert"}[$__rate_interval]))',
@@ -85,8 +89,6 @@ QUERIES: dict[str, str] = {
 CHECK_VARS = {
     "$__rate_interval": "1m",
     "$__range": "1h",
-    "$docex_search_limit_per_min": "10",
-    "$per_second_limit": "10",
 }
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -167,13 +169,21 @@ def stat(title: str, targets: list[dict], unit: str = "short", desc: str = "",
     }
 
 
+LIMIT_STYLE = [
+    {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+    {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+    {"id": "custom.fillOpacity", "value": 0},
+]
+
+
 def dashed_limit(name: str) -> dict:
     """An override that draws the series called `name` as a red dashed limit line."""
-    return {"matcher": {"id": "byName", "options": name}, "properties": [
-        {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
-        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-        {"id": "custom.fillOpacity", "value": 0},
-    ]}
+    return {"matcher": {"id": "byName", "options": name}, "properties": LIMIT_STYLE}
+
+
+def dashed_limits(regex: str) -> dict:
+    """The same for every series whose name matches `regex`."""
+    return {"matcher": {"id": "byRegexp", "options": regex}, "properties": LIMIT_STYLE}
 
 
 def build() -> dict:
@@ -187,8 +197,9 @@ def build() -> dict:
     L.add(stat("Runs finished", [target("runs_finished_by_status", "{{status}}", instant=True)]), 8, 4)
     L.add(stat("Parked messages (now)", [target("parked_now", instant=True)], steps=red_above_zero,
                desc="Messages in docket.parked. `docket parked list` shows why; `docket parked replay` retries."), 4, 4)
-    L.add(stat("DocEx jobs in flight", [target("docex_jobs_in_flight", instant=True)],
-               desc="Jobs between search and download; capped by DOCEX_MAX_JOBS."), 4, 4)
+    L.add(stat("DocEx jobs in flight / cap", [target("docex_jobs_in_flight", "in flight", "A", instant=True),
+                                              target("docex_max_jobs", "cap", "B", instant=True)],
+               desc="Jobs between search and download, and their cap (DOCEX_MAX_JOBS)."), 4, 4)
     L.add(timeseries("Runs per minute", [
         target("runs_started_per_min", "started", "A"),
         target("runs_joined_per_min", "joined", "B"),
@@ -217,8 +228,9 @@ def build() -> dict:
         overrides=[dashed_limit("limit")]), 12, 8)
     L.add(timeseries("DocEx status and TaskTracker per second vs limit", [
         target("fast_budgets_used_per_s", "{{budget}}", "A"),
-        target("fast_budgets_limit_per_s", "limit", "B"),
-    ], unit="reqps", overrides=[dashed_limit("limit")]), 12, 8)
+        target("fast_budgets_limit_per_s", "limit {{budget}}", "B"),
+    ], unit="reqps", desc="Requests per second against DOCEX_STATUS_RATE and TASKTRACKER_RATE.",
+        overrides=[dashed_limits("limit.*")]), 12, 8)
     L.add(timeseries("Limiter wait", [
         target("limiter_wait_p50", "p50 {{budget}}", "A"),
         target("limiter_wait_p95", "p95 {{budget}}", "B"),
@@ -253,15 +265,13 @@ def build() -> dict:
     L.add(timeseries("Convert in flight", [
         target("convert_inflight", "{{instance}} {{pod}}", "A"),
         target("convert_replicas", "replicas", "B"),
-    ], desc="Conversions held per replica; at most CONVERT_PREFETCH each."), 8, 8)
+        target("convert_prefetch", "limit {{instance}} {{pod}}", "C"),
+    ], desc="Conversions held per replica, against its CONVERT_PREFETCH.", overrides=[dashed_limits("limit.*")]), 8, 8)
     L.add(timeseries("Convert memory vs limit", [
         target("convert_memory", "{{pod}}", "A"),
         target("convert_memory_limit", "limit {{pod}}", "B"),
     ], unit="bytes", desc="Container working set (cAdvisor). The limit is the real cap on LibreOffice.",
-        overrides=[{"matcher": {"id": "byRegexp", "options": "limit.*"}, "properties": [
-            {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
-            {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-            {"id": "custom.fillOpacity", "value": 0}]}]), 10, 8)
+        overrides=[dashed_limits("limit.*")]), 10, 8)
     L.add(timeseries("Convert OOM kills", [target("convert_oom", "{{pod}}")]), 6, 8)
 
     L.row("Health")
@@ -272,10 +282,6 @@ def build() -> dict:
                mappings=[{"type": "value", "options": {"0": {"text": "no"}, "1": {"text": "yes"}}}]), 8, 4)
     L.add(stat("Outbox pending", [target("outbox_pending", "pending", instant=True)],
                steps=[{"color": "green", "value": None}, {"color": "orange", "value": 100}, {"color": "red", "value": 1000}]), 6, 4)
-
-    def constant(name: str, value: str, label: str) -> dict:
-        return {"type": "constant", "name": name, "label": label, "query": value, "hide": 2,
-                "current": {"text": value, "value": value}, "options": [{"text": value, "value": value, "selected": True}]}
 
     return {
         "uid": "docket-pipeline",
@@ -294,10 +300,6 @@ def build() -> dict:
         "templating": {"list": [
             {"type": "datasource", "name": "datasource", "label": "Prometheus", "query": "prometheus",
              "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
-            # The limits as configured (DOCEX_SEARCH_RATE=10/min, DOCEX_STATUS_RATE and
-            # TASKTRACKER_RATE=10/s). Change them here if the deployment's differ.
-            constant("docex_search_limit_per_min", "10", "DocEx search budget per minute"),
-            constant("per_second_limit", "10", "DocEx status and TaskTracker budget per second"),
         ]},
         "panels": L.panels,
     }
@@ -311,8 +313,8 @@ def check_queries() -> int:
     """Parse every query with `promtool check rules` (as recording rules)."""
     promtool = shutil.which("promtool")
     if not promtool:
-        print("promtool not found; skipping the query syntax check", file=sys.stderr)
-        return 0
+        print("promtool not found: the query syntax check cannot run (apt-get install prometheus)", file=sys.stderr)
+        return 1
     lines = ["groups:", "  - name: dashboard", "    rules:"]
     for key, expr in QUERIES.items():
         for var, value in CHECK_VARS.items():

@@ -13,7 +13,7 @@ pub async fn run(settings: &Settings, n: u32) -> anyhow::Result<()> {
         .collect();
     publish::publish(settings, &requests).await?;
     println!("published {n} requests; waiting for their reports");
-    status::wait(settings, "2h").await?;
+    let waited = status::wait(settings, "2h").await?;
     let tracker = status::tracker(settings)?;
     let db = docket_shared::db::Db::connect_lazy(&settings.database_url, 2)?;
     println!();
@@ -33,5 +33,10 @@ pub async fn run(settings: &Settings, n: u32) -> anyhow::Result<()> {
             None => println!("{id}: no task (see `docket status {id}`)"),
         }
     }
+    anyhow::ensure!(
+        waited.parked == 0,
+        "{} run(s) are parked and wait for an operator: `docket runs` and `docket parked list` show why",
+        waited.parked
+    );
     Ok(())
 }

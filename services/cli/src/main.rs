@@ -10,6 +10,7 @@ mod demo;
 mod parked;
 mod publish;
 mod rerun;
+mod reset;
 mod seed;
 mod status;
 
@@ -109,6 +110,12 @@ enum Command {
         #[arg(long, default_value_t = 6)]
         patients: u32,
     },
+    /// Delete every run, the demo patients, docket's queues and its Redis keys (stop the services first).
+    Reset {
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Parked messages: messages that can never succeed as they are.
     Parked {
         #[command(subcommand)]
@@ -167,6 +174,14 @@ fn since(text: Option<String>) -> anyhow::Result<Option<std::time::Duration>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `docket status P1 | head -1`: a closed pipe ends the CLI quietly, as it
+    // does any Unix tool, instead of a panic in println!.
+    // SAFETY: restoring the default disposition of one signal before any
+    // other thread could depend on it.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
     // The CLI's own output is its interface; logs only say what went wrong.
@@ -197,9 +212,10 @@ async fn main() -> anyhow::Result<()> {
             rerun::run(&settings, filter, priority, dry_run).await
         }
         Command::Runs => status::runs(&settings).await,
-        Command::Wait { timeout } => status::wait(&settings, &timeout).await,
+        Command::Wait { timeout } => status::wait_command(&settings, &timeout).await,
         Command::Report { patient_id } => status::report(&settings, &patient_id).await,
         Command::Demo { patients } => demo::run(&settings, patients).await,
+        Command::Reset { yes } => reset::run(&settings, yes).await,
         Command::Parked { action: ParkedAction::List { limit } } => parked::list(&settings, limit).await,
         Command::Parked { action: ParkedAction::Replay { ids, all, batch, reason, since: within } } => {
             parked::replay(&settings, parked::Filter { ids, all, batch, reason, since: since(within)? }).await

@@ -62,13 +62,18 @@ async fn report(app: &App, step: Step) -> StageResult {
             .execute(pool)
             .await?;
         if !run.tt_status_set {
-            app.tracker().set_status(&task_id, status, &guard).await?;
+            if let Err(e) = app.tracker().set_status(&task_id, status, &guard).await {
+                return task_gone_or(app, &run, e).await;
+            }
             edges::keep_tracker_status(pool, run.run_id).await?;
         }
     }
     let report_id = match &run.report_id {
         Some(id) => id.clone(),
-        None => append(app, &run, &task_id, status, &guard).await?,
+        None => match append(app, &run, &task_id, status, &guard).await {
+            Ok(id) => id,
+            Err(e) => return task_gone_or(app, &run, e).await,
+        },
     };
     let what = match (status, run.cancelled()) {
         (_, true) => format!("cancelled; report {report_id} appended"),
@@ -126,4 +131,25 @@ async fn append(app: &App, run: &Run, task_id: &str, status: Option<&str>, guard
     let report_id = app.tracker().append_report(task_id, &key, &report, guard).await?;
     edges::keep_report(pool, run.run_id, &report_id).await?;
     Ok(report_id)
+}
+
+/// A task TaskTracker no longer has (deleted, or the tracker lost it) cannot
+/// take a report, however often the message is replayed: the run ends as
+/// abandoned with that reason instead of waiting parked for ever. A new
+/// request for the patient starts a new run with a new task. Other errors
+/// take their usual path.
+async fn task_gone_or(app: &App, run: &Run, e: StageError) -> StageResult {
+    if !docket_shared::outside::tasktracker::is_task_gone(&e) {
+        return Err(e);
+    }
+    let reason = format!("{e}; the report could not be delivered: publish the patient again for a new run and task");
+    let mut uow = UnitOfWork::begin(app).await?;
+    if edges::task_lost(&mut uow, run, &reason).await? {
+        uow.commit(app).await?;
+        tracing::warn!(patient_id = %run.patient_id, run_id = %run.run_id, "TaskTracker lost the run's task; run abandoned");
+        if let Err(e) = app.scratch.delete_prefix(&scratch::run_prefix(run.run_id)).await {
+            debug!(error = %e, "scratch cleanup failed; nothing depends on it");
+        }
+    }
+    Ok(())
 }

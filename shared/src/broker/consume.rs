@@ -58,6 +58,8 @@ pub struct Typed<H: Handler> {
 
 /// Wraps a handler for the supervisor.
 pub fn consumer<H: Handler>(app: &Arc<App>, handler: H) -> Arc<dyn Consumer> {
+    let prefetch = handler.prefetch(app).max(1);
+    app.metrics.prefetch.get_or_create(&QueueLabels { stage: app.service, queue: H::QUEUE }).set(i64::from(prefetch));
     Arc::new(Typed { handler, app: app.clone() })
 }
 

@@ -58,6 +58,19 @@ struct ReportRef {
     report_id: String,
 }
 
+/// How a 404 for the run's own task reads: the tracker lost the task (or
+/// was reset), and no retry will bring it back.
+const TASK_GONE: &str = "TaskTracker has no task";
+
+fn task_gone(task_id: &str, status: StatusCode) -> StageError {
+    StageError::permanent(format!("{TASK_GONE} {task_id} any more ({status}): it was deleted or lost"))
+}
+
+/// True when `e` says TaskTracker no longer has the task (see [`TASK_GONE`]).
+pub fn is_task_gone(e: &StageError) -> bool {
+    matches!(e, StageError::Permanent(reason) if reason.starts_with(TASK_GONE))
+}
+
 impl TaskTracker {
     pub fn new(gate: Gate, base: &str, token: Option<Secret>) -> anyhow::Result<TaskTracker> {
         let base = url::Url::parse(&format!("{}/", base.trim_end_matches('/')))
@@ -104,6 +117,7 @@ impl TaskTracker {
         let response = self.send("set_status", rb, Some(guard)).await?;
         match response.status() {
             s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(task_gone(task_id, StatusCode::NOT_FOUND)),
             s => Err(StageError::permanent(format!("TaskTracker refused the status of task {task_id} ({s})"))),
         }
     }
@@ -117,6 +131,7 @@ impl TaskTracker {
             StatusCode::CREATED | StatusCode::OK => {
                 Ok(read_json::<ReportRef>(response, "reading TaskTracker's answer").await?.report_id)
             }
+            StatusCode::NOT_FOUND => Err(task_gone(task_id, StatusCode::NOT_FOUND)),
             s => Err(StageError::permanent(format!("TaskTracker refused the report for task {task_id} ({s})"))),
         }
     }
@@ -126,7 +141,8 @@ impl TaskTracker {
         let response = self.send("get_task", rb, None).await?;
         match response.status() {
             StatusCode::OK => read_json(response, "reading TaskTracker's task").await,
-            s => Err(StageError::permanent(format!("TaskTracker has no task {task_id} ({s})"))),
+            StatusCode::NOT_FOUND => Err(task_gone(task_id, StatusCode::NOT_FOUND)),
+            s => Err(StageError::permanent(format!("TaskTracker would not show task {task_id} ({s})"))),
         }
     }
 }

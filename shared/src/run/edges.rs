@@ -180,6 +180,17 @@ pub async fn finished(uow: &mut UnitOfWork, run: &Run, status: Option<&str>, wha
     .await
 }
 
+/// Report → Abandoned: TaskTracker no longer has the run's task, so no
+/// report can reach it; the run ends with the reason, not parked for ever.
+pub async fn task_lost(uow: &mut UnitOfWork, run: &Run, why: &str) -> Result<bool, sqlx::Error> {
+    let reason = why.to_string();
+    let what = format!("abandoned: {why}");
+    advance(uow, run.step(), run.priority(), State::Report, State::Abandoned, Duration::ZERO, ("report", &what), |q| {
+        q.push(", last_error = ").push_bind(reason);
+    })
+    .await
+}
+
 /// Checkpoint: the task exists (kept before the move, so a crash between
 /// the two never makes a second task).
 pub async fn keep_task(pool: &PgPool, run_id: Uuid, task_id: &str) -> Result<(), sqlx::Error> {

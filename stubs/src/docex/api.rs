@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::Docex;
 use super::jobs::{Archive, JobStatus};
+use crate::arrivals::now_ms;
 use crate::gate::error;
 use crate::idempotency;
-use crate::journal::now_ms;
 use crate::util::lock;
 
 #[derive(Deserialize)]
@@ -56,8 +56,8 @@ pub(super) async fn search(State(st): State<Arc<Docex>>, headers: HeaderMap, bod
         return error(StatusCode::BAD_REQUEST, "first_name and last_name must be 1 to 200 characters");
     }
     let (job_id, order) = lock(&st.jobs).start(&st.cfg, &req.first_name, &req.last_name, key, Instant::now());
-    st.journal.remember(&job_id, &req.last_name);
-    st.journal.record(arrived, "search", &req.last_name);
+    st.arrivals.remember(&job_id, &req.last_name);
+    st.arrivals.record(arrived, "search", &req.last_name);
     if let Some(order) = order {
         tracing::info!(%job_id, documents = order.documents, kind = %order.kind, "search job started");
         super::files::generate(Arc::clone(&st), order);
@@ -69,7 +69,7 @@ pub(super) async fn search(State(st): State<Arc<Docex>>, headers: HeaderMap, bod
 
 /// `GET /v1/searches/{job_id}`.
 pub(super) async fn status(State(st): State<Arc<Docex>>, Path(job_id): Path<String>, headers: HeaderMap) -> Response {
-    st.journal.record(now_ms(), "status", &st.journal.subject_of(&job_id));
+    st.arrivals.record(now_ms(), "status", &st.arrivals.subject_of(&job_id));
     let now = Instant::now();
     let jobs = lock(&st.jobs);
     let Some(job) = jobs.map.get(&job_id) else {
@@ -98,7 +98,7 @@ fn origin(headers: &HeaderMap, fallback: &str) -> String {
 
 /// `GET /v1/archives/{job_id}`: the zip, streamed from disk.
 pub(super) async fn archive(State(st): State<Arc<Docex>>, Path(job_id): Path<String>) -> Response {
-    st.journal.record(now_ms(), "archive", &st.journal.subject_of(&job_id));
+    st.arrivals.record(now_ms(), "archive", &st.arrivals.subject_of(&job_id));
     let now = Instant::now();
     let path = {
         let jobs = lock(&st.jobs);

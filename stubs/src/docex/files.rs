@@ -78,17 +78,57 @@ pub(super) fn expire(state: &Docex, now: Instant) {
     }
 }
 
-/// Deletes every archive this stub wrote (the default temp dir goes with the state).
-pub(super) fn delete_all(state: &Docex) {
+/// Deletes what this stub was writing, and every archive it wrote unless
+/// they are to be kept for the next start (the default temp dir goes with the state).
+pub(super) fn delete_all(state: &Docex, archives_too: bool) {
     let mut jobs = lock(&state.jobs);
     for job in jobs.map.values_mut() {
-        if let Archive::Ready { path, .. } = &job.archive {
+        if let Archive::Ready { path, .. } = &job.archive
+            && archives_too
+        {
             let _ = std::fs::remove_file(path);
+            job.archive = Archive::Gone;
         }
-        if !matches!(job.archive, Archive::NotNeeded) {
+        if !matches!(job.archive, Archive::NotNeeded | Archive::Ready { .. }) {
             let _ = std::fs::remove_file(state.dir.join(format!("{}.zip.part", job.id)));
             job.archive = Archive::Gone;
         }
+    }
+}
+
+/// After a restart: each replayed job that needs an archive finds it on
+/// disk, or has it written again (archives are made from the job id, so it
+/// is the same zip), or knows it expired.
+pub(super) fn restore(state: &Arc<Docex>) {
+    let now = Instant::now();
+    let mut orders = Vec::new();
+    for job in lock(&state.jobs).map.values_mut() {
+        if !matches!(job.archive, Archive::Generating) {
+            continue;
+        }
+        let path = state.dir.join(format!("{}.zip", job.id));
+        let on_disk = std::fs::metadata(&path).ok();
+        job.archive = match on_disk {
+            _ if now >= job.done_at + state.cfg.archive_ttl => Archive::Gone,
+            Some(m) => {
+                let age = m.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+                Archive::Ready { path, bytes: m.len(), at: now.checked_sub(age).unwrap_or(now) }
+            }
+            None => {
+                orders.push(Order {
+                    job_id: job.id.clone(),
+                    kind: job.kind,
+                    documents: job.documents,
+                    seed: crate::util::stable_hash(&[&job.id]),
+                });
+                Archive::Generating
+            }
+        };
+    }
+    let jobs = lock(&state.jobs).map.len();
+    tracing::info!(jobs, rewriting = orders.len(), dir = %state.dir.display(), "DocEx state restored");
+    for order in orders {
+        generate(Arc::clone(state), order);
     }
 }
 
@@ -108,17 +148,18 @@ pub(super) fn job_stats(state: &Docex) -> JobStats {
     s
 }
 
-/// Deletes archives a previous run left in a configured data dir (it was
-/// killed before it could clean up); only our own `<uuid>.zip[.part]` names.
-pub(super) fn remove_stale(dir: &std::path::Path) {
+/// Deletes what a previous run left in a configured data dir and no job
+/// remembers (or was half written); only our own `<uuid>.zip[.part]` names.
+pub(super) fn remove_stale(dir: &std::path::Path, jobs: &super::jobs::Jobs) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        let kept = name.strip_suffix(".zip").is_some_and(|s| jobs.map.contains_key(s));
         let stem = name.strip_suffix(".zip.part").or_else(|| name.strip_suffix(".zip"));
-        if stem.is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()) {
+        if !kept && stem.is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::archive::ArchiveKind;
 use crate::config::DocexConfig;
 use crate::idempotency::Keys;
+use crate::journal::{Journal, instant, wall};
 use crate::util::{mix, stable_hash};
 
 /// Overrides the default rule for one patient (by first and last name).
@@ -109,6 +110,30 @@ pub(crate) struct Order {
     pub seed: u64,
 }
 
+/// What DocEx journals: every job and profile, replayed in order at start.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    Job {
+        id: String,
+        kind: ArchiveKind,
+        documents: u32,
+        running_at_ms: u64,
+        done_at_ms: u64,
+        fails: bool,
+        needs_archive: bool,
+        key: Option<String>,
+        at_ms: u64,
+        /// The profile it was started under, which counts it.
+        profile: Option<(String, String)>,
+    },
+    Profile {
+        first: String,
+        last: String,
+        profile: Profile,
+    },
+}
+
 /// All jobs, remembered keys and profiles.
 pub(crate) struct Jobs {
     pub map: HashMap<String, Job>,
@@ -116,11 +141,62 @@ pub(crate) struct Jobs {
     /// Profile and how many jobs it has started, by (first, last).
     pub profiles: HashMap<(String, String), (Profile, u32)>,
     pub replays: u64,
+    journal: Journal,
 }
 
 impl Jobs {
-    pub fn new() -> Self {
-        Jobs { map: HashMap::new(), keys: Keys::new(), profiles: HashMap::new(), replays: 0 }
+    pub fn new(journal: Journal) -> Self {
+        Jobs { map: HashMap::new(), keys: Keys::new(), profiles: HashMap::new(), replays: 0, journal }
+    }
+
+    /// The jobs a journal's events describe (archives still to be looked
+    /// for: `Generating` where one is needed), journalling on into `journal`.
+    pub fn replay(events: Vec<Event>, journal: Journal) -> Self {
+        let mut jobs = Jobs::new(journal);
+        for e in events {
+            match e {
+                Event::Job {
+                    id,
+                    kind,
+                    documents,
+                    running_at_ms,
+                    done_at_ms,
+                    fails,
+                    needs_archive,
+                    key,
+                    at_ms,
+                    profile,
+                } => {
+                    if let Some((_, started)) = profile.and_then(|p| jobs.profiles.get_mut(&p)) {
+                        *started += 1;
+                    }
+                    if let Some(k) = key {
+                        jobs.keys.insert(k, id.clone(), instant(at_ms));
+                    }
+                    let archive = if needs_archive { Archive::Generating } else { Archive::NotNeeded };
+                    let job = Job {
+                        id: id.clone(),
+                        kind,
+                        documents,
+                        running_at: instant(running_at_ms),
+                        done_at: instant(done_at_ms),
+                        fails,
+                        archive,
+                    };
+                    jobs.map.insert(id, job);
+                }
+                Event::Profile { first, last, profile } => {
+                    jobs.profiles.insert((first, last), (profile, 0));
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Overrides the default rule for one patient; restarts its `fail_jobs` count.
+    pub fn set_profile(&mut self, first: &str, last: &str, p: Profile) {
+        self.journal.append(&Event::Profile { first: first.to_owned(), last: last.to_owned(), profile: p.clone() });
+        self.profiles.insert((first.to_owned(), last.to_owned()), (p, 0));
     }
 
     /// Starts a job for the patient, or returns the job an earlier request with
@@ -138,8 +214,9 @@ impl Jobs {
             return (id, None);
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let (kind, documents, total, running, fails) = match self.profiles.get_mut(&(first.to_owned(), last.to_owned()))
-        {
+        let names = (first.to_owned(), last.to_owned());
+        let profiled = self.profiles.contains_key(&names);
+        let (kind, documents, total, running, fails) = match self.profiles.get_mut(&names) {
             Some((p, started)) => {
                 *started += 1;
                 let total = p.job_ms.map(Duration::from_millis).unwrap_or_else(|| cfg.job_time.draw(&mut rand::rng()));
@@ -164,6 +241,18 @@ impl Jobs {
             fails,
             archive: if needs_archive { Archive::Generating } else { Archive::NotNeeded },
         };
+        self.journal.append(&Event::Job {
+            id: id.clone(),
+            kind,
+            documents,
+            running_at_ms: wall(job.running_at),
+            done_at_ms: wall(job.done_at),
+            fails,
+            needs_archive,
+            key: key.clone(),
+            at_ms: wall(now),
+            profile: profiled.then_some(names),
+        });
         self.map.insert(id.clone(), job);
         if let Some(k) = key {
             self.keys.insert(k, id.clone(), now);
@@ -190,7 +279,7 @@ mod tests {
     #[test]
     fn a_job_moves_from_queued_to_running_to_finished_with_time() {
         let cfg = DocexConfig::default();
-        let mut jobs = Jobs::new();
+        let mut jobs = Jobs::new(Journal::none());
         let t0 = Instant::now();
         jobs.profiles.insert(("A".into(), "B".into()), (Profile { job_ms: Some(400), ..Profile::default() }, 0));
         let (id, order) = jobs.start(&cfg, "A", "B", None, t0);

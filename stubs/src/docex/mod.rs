@@ -18,11 +18,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::arrivals::{Arrival, Arrivals};
 use crate::budget::{Budget, BudgetStats};
 use crate::config::DocexConfig;
 use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
-use crate::journal::{Arrival, Journal};
+use crate::journal::Journal;
 use crate::server::{Serving, prepare};
 use crate::stats::EndpointStats;
 use crate::util::lock;
@@ -92,7 +93,7 @@ pub(crate) struct Docex {
     pub shutdown: CancellationToken,
     /// Fallback origin for archive URLs when a request has no Host header.
     pub origin: String,
-    pub journal: Journal,
+    pub arrivals: Arrivals,
 }
 
 /// A running DocEx stub. Dropping it stops the server too; [`DocexHandle::shutdown`]
@@ -105,15 +106,20 @@ pub struct DocexHandle {
 /// Starts a DocEx stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
     use anyhow::Context as _;
-    let (dir, temp) = match &cfg.data_dir {
+    let (dir, temp, jobs) = match &cfg.data_dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create STUB_DATA_DIR {}", d.display()))?;
-            files::remove_stale(d);
-            (d.clone(), None)
+            let (journal, events) = Journal::open(&d.join("docex.jsonl"))?;
+            let jobs = Jobs::replay(events, journal);
+            files::remove_stale(d, &jobs);
+            (d.clone(), None, jobs)
         }
         None => {
-            let t = tempfile::Builder::new().prefix("docket-docex-").tempdir().context("cannot create a temp dir")?;
-            (t.path().to_owned(), Some(t))
+            let t = tempfile::Builder::new()
+                .prefix("docket-docex-")
+                .tempdir()
+                .context("cannot create a temp dir (set STUB_DATA_DIR to a writable directory)")?;
+            (t.path().to_owned(), Some(t), Jobs::new(Journal::none()))
         }
     };
     let p = prepare(cfg.addr, cfg.token.clone(), &cfg.faults, &[cfg.search_rate, cfg.status_rate], route)?;
@@ -121,14 +127,15 @@ pub async fn spawn_docex(cfg: DocexConfig) -> anyhow::Result<DocexHandle> {
         cfg,
         start: p.start,
         gate: Arc::clone(&p.gate),
-        jobs: Mutex::new(Jobs::new()),
+        jobs: Mutex::new(jobs),
         dir,
         _temp: temp,
         generators: Arc::new(Semaphore::new(GENERATORS)),
         shutdown: p.shutdown.clone(),
         origin: p.origin,
-        journal: Journal::default(),
+        arrivals: Arrivals::default(),
     });
+    files::restore(&state);
     tokio::spawn(files::sweep_expired(Arc::clone(&state)));
     let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
     tracing::info!(url = %state.origin, search = %state.cfg.search_rate, status = %state.cfg.status_rate, "DocEx stub listening");
@@ -189,7 +196,7 @@ impl Docex {
     }
 
     pub(crate) fn set_profile(&self, first: &str, last: &str, p: Profile) {
-        lock(&self.jobs).profiles.insert((first.to_owned(), last.to_owned()), (p, 0));
+        lock(&self.jobs).set_profile(first, last, p);
     }
 }
 
@@ -215,17 +222,18 @@ impl DocexHandle {
         self.state.set_profile(first_name, last_name, p);
     }
     /// Every request that reached a handler: when, which endpoint, about whom.
-    pub fn journal(&self) -> Vec<Arrival> {
-        self.state.journal.snapshot()
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.state.arrivals.snapshot()
     }
     /// Arrival times (ms since the stub started) of every request that spent `budget`.
     pub fn budget_log(&self, budget: Budget) -> Vec<u64> {
         self.state.budget_log(budget)
     }
-    /// Stops listening, drops every connection and deletes the archives.
+    /// Stops listening and drops every connection; deletes the archives
+    /// unless they are kept in `STUB_DATA_DIR` for the next start.
     pub async fn shutdown(mut self) {
         self.serving.stop().await;
-        files::delete_all(&self.state);
+        files::delete_all(&self.state, self.state.cfg.data_dir.is_none());
         tracing::info!(url = %self.state.origin, "DocEx stub stopped");
     }
 }

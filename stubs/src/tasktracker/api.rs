@@ -14,9 +14,9 @@ use serde_json::json;
 
 use super::TaskTracker;
 use super::model::{Report, TaskStatus, TaskView};
+use crate::arrivals::now_ms;
 use crate::gate::error;
 use crate::idempotency;
-use crate::journal::now_ms;
 use crate::util::lock;
 
 /// Largest body the tracker takes (the OpenAPI's report limit).
@@ -70,9 +70,9 @@ pub(super) async fn create_task(State(st): State<Arc<TaskTracker>>, headers: Hea
             return Err(error(StatusCode::BAD_REQUEST, "patient_id must be 1-64 characters, names 1-200"));
         }
         let patient_id = t.patient_id.clone();
-        st.journal.record(arrived, "create_task", &patient_id);
+        st.arrivals.record(arrived, "create_task", &patient_id);
         let (task_id, created) = lock(&st.tracker).create(t.patient_id, t.first_name, t.last_name, key, Instant::now());
-        st.journal.remember(&task_id, &patient_id);
+        st.arrivals.remember(&task_id, &patient_id);
         tracing::info!(%task_id, %patient_id, created, "task create");
         let code = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((code, Json(json!({ "task_id": task_id }))).into_response())
@@ -100,15 +100,15 @@ pub(super) async fn set_status(
     Path(task_id): Path<String>,
     body: Body,
 ) -> Response {
-    st.journal.record(now_ms(), "set_status", &st.journal.subject_of(&task_id));
+    st.arrivals.record(now_ms(), "set_status", &st.arrivals.subject_of(&task_id));
     let run = async {
         let s: NewStatus = parse(&read_body(body).await?, "status")?;
         if s.status == TaskStatus::New {
             return Err(error(StatusCode::BAD_REQUEST, "status must be DOCUMENTS_FOUND or DOCUMENTS_NOT_FOUND"));
         }
-        let mut t = lock(&st.tracker);
-        let task = t.tasks.get_mut(&task_id).ok_or_else(|| error(StatusCode::NOT_FOUND, "no such task"))?;
-        task.status = s.status;
+        if !lock(&st.tracker).set_status(&task_id, s.status) {
+            return Err(error(StatusCode::NOT_FOUND, "no such task"));
+        }
         tracing::info!(%task_id, status = ?s.status, "task status set");
         Ok(StatusCode::OK.into_response())
     };
@@ -122,7 +122,7 @@ pub(super) async fn add_report(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    st.journal.record(now_ms(), "add_report", &st.journal.subject_of(&task_id));
+    st.arrivals.record(now_ms(), "add_report", &st.arrivals.subject_of(&task_id));
     let run = async {
         let key = idempotency::key_from(&headers)?;
         let body = read_body(body).await?;

@@ -16,11 +16,12 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
+use crate::arrivals::{Arrival, Arrivals};
 use crate::budget::BudgetStats;
 use crate::config::TaskTrackerConfig;
 use crate::faults::Faults;
 use crate::gate::{self, Gate, Route};
-use crate::journal::{Arrival, Journal};
+use crate::journal::Journal;
 use crate::server::{Serving, prepare};
 use crate::stats::EndpointStats;
 use crate::util::lock;
@@ -58,7 +59,7 @@ pub(crate) struct TaskTracker {
     pub gate: Arc<Gate>,
     pub tracker: Mutex<Tracker>,
     pub origin: String,
-    pub journal: Journal,
+    pub arrivals: Arrivals,
 }
 
 /// A running TaskTracker stub. Dropping it stops the server too.
@@ -69,13 +70,24 @@ pub struct TaskTrackerHandle {
 
 /// Starts a TaskTracker stub on `cfg.addr` (port 0: any free port).
 pub async fn spawn_tasktracker(cfg: TaskTrackerConfig) -> anyhow::Result<TaskTrackerHandle> {
+    let tracker = match &cfg.data_dir {
+        Some(dir) => {
+            use anyhow::Context as _;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create STUB_DATA_DIR {}", dir.display()))?;
+            let (journal, events) = Journal::open(&dir.join("tasktracker.jsonl"))?;
+            let t = Tracker::replay(events, journal);
+            tracing::info!(tasks = t.order.len(), reports = t.reports, dir = %dir.display(), "TaskTracker state restored");
+            t
+        }
+        None => Tracker::new(Journal::none()),
+    };
     let p = prepare(cfg.addr, cfg.token.clone(), &cfg.faults, &[cfg.rate], route)?;
     let state = Arc::new(TaskTracker {
         start: p.start,
         gate: Arc::clone(&p.gate),
-        tracker: Mutex::new(Tracker::new()),
+        tracker: Mutex::new(tracker),
         origin: p.origin,
-        journal: Journal::default(),
+        arrivals: Arrivals::default(),
     });
     let serving = Serving::start(p.listener, router(Arc::clone(&state)), &p.gate, &p.shutdown)?;
     tracing::info!(url = %state.origin, rate = %cfg.rate, "TaskTracker stub listening");
@@ -159,8 +171,8 @@ impl TaskTrackerHandle {
     }
     /// Every task with its status and reports, in creation order.
     /// Every request that reached a handler: when, which endpoint, about whom.
-    pub fn journal(&self) -> Vec<Arrival> {
-        self.state.journal.snapshot()
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.state.arrivals.snapshot()
     }
     pub fn tasks(&self) -> Vec<Task> {
         lock(&self.state.tracker).list()

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::idempotency::Keys;
+use crate::journal::{Journal, instant, wall};
 
 /// A task's documents status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +78,15 @@ impl<'a> From<&'a Task> for TaskView<'a> {
     }
 }
 
+/// What the tracker journals: every change, replayed in order at start.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    Task { task: Task, key: Option<String>, at_ms: u64 },
+    Status { task_id: String, status: TaskStatus },
+    Report { task_id: String, report: Report, report_id: String, key: Option<String>, at_ms: u64 },
+}
+
 /// Every task in creation order, and the keys that created things.
 pub(crate) struct Tracker {
     pub tasks: HashMap<String, Task>,
@@ -86,10 +96,11 @@ pub(crate) struct Tracker {
     report_keys: Keys<(String, String), String>,
     pub replays: u64,
     pub reports: u64,
+    journal: Journal,
 }
 
 impl Tracker {
-    pub fn new() -> Self {
+    pub fn new(journal: Journal) -> Self {
         Tracker {
             tasks: HashMap::new(),
             order: Vec::new(),
@@ -97,7 +108,52 @@ impl Tracker {
             report_keys: Keys::new(),
             replays: 0,
             reports: 0,
+            journal,
         }
+    }
+
+    /// The state a journal's events describe, journalling on into `journal`.
+    pub fn replay(events: Vec<Event>, journal: Journal) -> Self {
+        let mut t = Tracker::new(Journal::none());
+        for e in events {
+            t.apply(e);
+        }
+        t.journal = journal;
+        t
+    }
+
+    fn apply(&mut self, e: Event) {
+        match e {
+            Event::Task { task, key, at_ms } => {
+                if let Some(k) = key {
+                    self.task_keys.insert(k, task.task_id.clone(), instant(at_ms));
+                }
+                self.order.push(task.task_id.clone());
+                self.tasks.insert(task.task_id.clone(), task);
+            }
+            Event::Status { task_id, status } => {
+                if let Some(t) = self.tasks.get_mut(&task_id) {
+                    t.status = status;
+                }
+            }
+            Event::Report { task_id, report, report_id, key, at_ms } => {
+                if let Some(k) = key {
+                    self.report_keys.insert((task_id.clone(), k), report_id, instant(at_ms));
+                }
+                if let Some(t) = self.tasks.get_mut(&task_id) {
+                    t.reports.push(report);
+                    self.reports += 1;
+                }
+            }
+        }
+    }
+
+    /// Sets a task's status; false when there is no such task.
+    pub fn set_status(&mut self, task_id: &str, status: TaskStatus) -> bool {
+        let Some(task) = self.tasks.get_mut(task_id) else { return false };
+        task.status = status;
+        self.journal.append(&Event::Status { task_id: task_id.to_owned(), status });
+        true
     }
 
     /// Creates a task, or finds the one an earlier request with `key` created
@@ -123,6 +179,7 @@ impl Tracker {
             first_name: first,
             last_name: last,
         };
+        self.journal.append(&Event::Task { task: task.clone(), key: key.clone(), at_ms: wall(now) });
         self.tasks.insert(task_id.clone(), task);
         self.order.push(task_id.clone());
         if let Some(k) = key {
@@ -146,9 +203,16 @@ impl Tracker {
             return Some((id, false));
         }
         let task = self.tasks.get_mut(task_id)?;
+        let report_id = uuid::Uuid::new_v4().to_string();
+        self.journal.append(&Event::Report {
+            task_id: task_id.to_owned(),
+            report: report.clone(),
+            report_id: report_id.clone(),
+            key: scoped.as_ref().map(|(_, k)| k.clone()),
+            at_ms: wall(now),
+        });
         task.reports.push(report);
         self.reports += 1;
-        let report_id = uuid::Uuid::new_v4().to_string();
         if let Some(k) = scoped {
             self.report_keys.insert(k, report_id.clone(), now);
         }

@@ -6,4 +6,5 @@ mod budget;
 mod docex;
 mod faults;
 mod helpers;
+mod restart;
 mod tasktracker;
