@@ -88,9 +88,9 @@ async fn sigkills_every_few_seconds_with_batches_priorities_pauses_and_cancels_m
     }
     let mut procs: Vec<(docket_e2e::Stage, usize)> = ALL.iter().map(|s| (*s, env.spawn_process(*s))).collect();
     let (bulk_ids, normal_ids, doomed_ids, urgent_ids) = (refs(&bulk), refs(&normal), refs(&doomed), refs(&urgent));
-    env.publish_in("crash-bulk", "bulk", &&bulk_ids).await;
-    env.publish_in("crash-normal", "normal", &&normal_ids).await;
-    env.publish_in("crash-doomed", "normal", &&doomed_ids).await;
+    env.publish_in("crash-bulk", "bulk", &bulk_ids).await;
+    env.publish_in("crash-normal", "normal", &normal_ids).await;
+    env.publish_in("crash-doomed", "normal", &doomed_ids).await;
 
     let pause = Scope::Batch("crash-normal".into());
     let started = std::time::Instant::now();
@@ -105,7 +105,7 @@ async fn sigkills_every_few_seconds_with_batches_priorities_pauses_and_cancels_m
                 let cancel = br#"{"action": "cancel", "batch": "crash-doomed"}"#;
                 rabbit::publish_raw(&env.vhost, "docket.control", cancel).await.expect("publishing a control");
             }
-            3 => env.publish_in("crash-urgent", "urgent", &&urgent_ids).await,
+            3 => env.publish_in("crash-urgent", "urgent", &urgent_ids).await,
             5 => control_now(&env, Action::Resume, &pause).await,
             _ => {}
         }

@@ -112,7 +112,9 @@ pub async fn dispatch(uow: &mut UnitOfWork, window: u32) -> Result<usize, sqlx::
 /// one document per batch in turn (least recently served batch first)
 /// until `free` are taken.
 fn take_turns(waiting: Vec<Waiting>, free: usize) -> Vec<Waiting> {
-    let mut lanes: HashMap<(i16, String), (Option<DateTime<Utc>>, VecDeque<Waiting>)> = HashMap::new();
+    // Per (priority, batch): when the batch was last served, its documents in order.
+    type Lane = (Option<DateTime<Utc>>, VecDeque<Waiting>);
+    let mut lanes: HashMap<(i16, String), Lane> = HashMap::new();
     for w in waiting {
         lanes.entry((w.priority, w.batch.clone())).or_insert_with(|| (w.served, VecDeque::new())).1.push_back(w);
     }
