@@ -51,6 +51,7 @@ async fn unknown_patients_unusable_rows_bad_batches_priorities_controls_and_non_
     env.seed(&[empty]).await;
     env.start(Stage::Search, 1).await;
     rabbit::wait_for_queue(&env.vhost, "patients").await;
+    rabbit::wait_for_queue(&env.vhost, "docket.control").await;
     for body in [
         &br#"{"patient_id": "P-NOBODY"}"#[..],
         b"this is not json",
