@@ -26,7 +26,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 OUT = HERE / "docket.json"
 
 # Work queues (what the stages consume), as opposed to delay/hold/parked.
-WORK_QUEUES = r"patients|docket\\.(task|search|status|fetch|store|convert|report)"
+WORK_QUEUES = r"patients|docket\\.(task|search|status|fetch|store|convert|report|control)(\\.urgent)?"
 # DocEx endpoints that spend the search budget (searches + archive downloads).
 # Must match the `endpoint` label the DocEx client gives those two calls.
 DOCEX_BUDGET_ENDPOINTS = "search|archive"
@@ -79,6 +79,12 @@ QUERIES: dict[str, str] = {
     "convert_memory": 'sum by (pod) (container_memory_working_set_bytes{container="convert"})',
     "convert_memory_limit": 'max by (pod) (container_spec_memory_limit_bytes{container="convert"})',
     "convert_oom": 'sum by (pod) (increase(container_oom_events_total{container="convert"}[$__rate_interval]))',
+    # batches: every search replica exports the same counts (max, not sum)
+    "batch_waiting": 'max by (batch) (pipeline_batch_runs{state="waiting"})',
+    "batch_working": 'max by (batch) (pipeline_batch_runs{state="working"})',
+    "batch_done": 'sum by (batch) (max by (batch, state) (pipeline_batch_runs{state=~"found|not_found|cancelled"}))',
+    "batch_paused": 'max by (batch) (pipeline_batch_runs{state=~"paused|parked"})',
+    "batch_eta": "max by (batch) (pipeline_batch_eta_seconds)",
     # health
     "stage_up": 'sum by (service) (up{job="docket"})',
     "broker_connected": "min by (service) (pipeline_broker_connected)",
@@ -252,6 +258,18 @@ def build() -> dict:
     L.add(timeseries("Outside errors by outcome", [target("outside_errors", "{{api}} {{outcome}}")], unit="reqps",
                      stack=True, desc="Everything but ok: client_error, server_error, timeout, connect_error, rate_limited (429)."), 12, 8)
     L.add(timeseries("Outside latency p95", [target("outside_latency_p95", "{{api}} {{endpoint}}")], unit="s"), 12, 8)
+
+    L.row("Batches")
+    L.add(timeseries("Runs waiting per batch", [target("batch_waiting", "{{batch}}")],
+                     desc="Waiting for their task or their search (`docket batches`)."), 8, 8)
+    L.add(timeseries("Runs done per batch", [target("batch_done", "{{batch}}")],
+                     desc="Found, not found or cancelled. Working: searched, not yet reported."), 8, 8)
+    L.add(timeseries("Paused or parked per batch", [target("batch_paused", "{{batch}}")],
+                     desc="Runs a pause holds (`docket resume`) or parked for an operator (`docket parked list`)."), 8, 8)
+    L.add(stat("Estimated time to drain", [target("batch_eta", "{{batch}}", instant=True)], unit="s",
+               desc="From the work left and the budgets at their current settings (the search+download budget "
+                    "is usually the bound; `docket batches` names it). 0 when done."), 16, 6)
+    L.add(timeseries("Runs working per batch", [target("batch_working", "{{batch}}")]), 8, 6)
 
     L.row("Conversions")
     L.add(timeseries("Documents per minute by kind and outcome", [target("documents_per_min", "{{kind}} {{outcome}}")],
