@@ -77,14 +77,8 @@ enum Command {
     Rerun {
         /// Patient IDs.
         ids: Vec<String>,
-        #[arg(long)]
-        batch: Option<String>,
-        /// Text in a document's failure reason or the run's last error.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Finished no longer ago than this (e.g. 12h).
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        filters: Filters,
         /// Only runs that were cancelled.
         #[arg(long)]
         cancelled: bool,
@@ -138,16 +132,30 @@ enum ParkedAction {
         /// Replay every parked message.
         #[arg(long)]
         all: bool,
-        /// Only messages of this batch's requests and runs.
-        #[arg(long)]
-        batch: Option<String>,
-        /// Only messages whose reason contains this text.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Only messages parked no longer ago than this (e.g. 12h).
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        filters: Filters,
     },
+}
+
+/// The filters `rerun` and `parked replay` share; given together, all must match.
+#[derive(Args)]
+struct Filters {
+    /// Only this batch's runs (rerun) or requests and runs (replay).
+    #[arg(long)]
+    batch: Option<String>,
+    /// Text in the reason: a document's failure or the run's last error
+    /// (rerun), the parking reason (replay). Case-insensitive.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Finished (rerun) or parked (replay) no longer ago than this (e.g. 12h).
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl Filters {
+    fn since(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        self.since.as_deref().map(|t| duration(t).map_err(|e| anyhow::anyhow!("--since: {e}"))).transpose()
+    }
 }
 
 /// What a control covers: exactly one of these.
@@ -166,10 +174,6 @@ impl Target {
         Scope::pick(self.all, self.batch, self.patient_id)
             .map_err(|e| anyhow::anyhow!("{e} (--batch NAME, --patient ID or --all)"))
     }
-}
-
-fn since(text: Option<String>) -> anyhow::Result<Option<std::time::Duration>> {
-    text.map(|t| duration(&t).map_err(|e| anyhow::anyhow!("--since: {e}"))).transpose()
 }
 
 #[tokio::main]
@@ -205,10 +209,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Pause(target) => control::apply(&settings, Action::Pause, target.scope()?).await,
         Command::Resume(target) => control::apply(&settings, Action::Resume, target.scope()?).await,
         Command::Cancel(target) => control::apply(&settings, Action::Cancel, target.scope()?).await,
-        Command::Rerun { ids, batch, reason, since: within, cancelled, priority, dry_run } => {
+        Command::Rerun { ids, filters, cancelled, priority, dry_run } => {
             let priority =
                 priority.map(|p| Priority::parse(&p).map_err(|e| anyhow::anyhow!("--priority: {e}"))).transpose()?;
-            let filter = rerun::Filter { ids, batch, reason, since: since(within)?, cancelled };
+            let within = filters.since()?;
+            let Filters { batch, reason, .. } = filters;
+            let filter = rerun::Filter { ids, batch, reason, since: within, cancelled };
             rerun::run(&settings, filter, priority, dry_run).await
         }
         Command::Runs => status::runs(&settings).await,
@@ -217,8 +223,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { patients } => demo::run(&settings, patients).await,
         Command::Reset { yes } => reset::run(&settings, yes).await,
         Command::Parked { action: ParkedAction::List { limit } } => parked::list(&settings, limit).await,
-        Command::Parked { action: ParkedAction::Replay { ids, all, batch, reason, since: within } } => {
-            parked::replay(&settings, parked::Filter { ids, all, batch, reason, since: since(within)? }).await
+        Command::Parked { action: ParkedAction::Replay { ids, all, filters } } => {
+            let within = filters.since()?;
+            let Filters { batch, reason, .. } = filters;
+            parked::replay(&settings, parked::Filter { ids, all, batch, reason, since: within }).await
         }
     }
 }
