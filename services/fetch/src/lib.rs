@@ -25,7 +25,7 @@ pub fn service() -> Service {
 }
 
 pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
-    vec![consumer(app, stage::Fetch(app.clone()))]
+    vec![consumer(app, stage::Fetch(app.clone())), consumer(app, stage::UrgentFetch(app.clone()))]
 }
 
 pub use extract::extract;

@@ -16,7 +16,11 @@ use tracing::info;
 
 use crate::{ArchiveError, Entry, EntryOutcome, ExtractLimits, extract, key_segment};
 
+/// A fetch handler for one lane: the normal queue, or the urgent one, whose
+/// downloads take the next DocEx slot instead of waiting behind every
+/// finished job in the normal queue.
 pub struct Fetch(pub Arc<App>);
+pub struct UrgentFetch(pub Arc<App>);
 
 /// A document as the run records it.
 struct Doc {
@@ -36,26 +40,42 @@ impl Handler for Fetch {
     }
 
     async fn handle(&self, step: Step, _meta: &Meta) -> StageResult {
-        let app = &self.0;
-        let Some(run) = run::current(&app.db().pool, step, State::Fetch).await? else { return Ok(()) };
-        let guard = WorkDir(Some(tempfile::tempdir_in(&app.settings.work_dir)?));
-        let work = guard.0.as_ref().expect("the work dir was just created");
-        let archive = if run.archive_fetched {
-            local_archive(app, &run, work).await?
-        } else {
-            match download(app, &run, work).await? {
-                Some(path) => path,
-                None => return search_again(app, &run).await,
-            }
-        };
-        let docs = match archive {
-            Ok(path) => unpack(app, &run, path, work).await?,
-            Err(reason) => vec![Doc { index: 0, name: "(archive)".into(), outcome: Err(reason) }],
-        };
-        record(app, &run, &docs).await?;
-        let _ = app.scratch.delete_prefix(&scratch::archive(run.run_id)).await;
-        Ok(())
+        fetch(&self.0, step).await
     }
+}
+
+impl Handler for UrgentFetch {
+    type Input = Step;
+    const QUEUE: &'static str = queues::FETCH_URGENT;
+
+    fn prefetch(&self, _app: &App) -> u16 {
+        1
+    }
+
+    async fn handle(&self, step: Step, _meta: &Meta) -> StageResult {
+        fetch(&self.0, step).await
+    }
+}
+
+async fn fetch(app: &App, step: Step) -> StageResult {
+    let Some(run) = run::current(&app.db().pool, step, State::Fetch).await? else { return Ok(()) };
+    let guard = WorkDir(Some(tempfile::tempdir_in(&app.settings.work_dir)?));
+    let work = guard.0.as_ref().expect("the work dir was just created");
+    let archive = if run.archive_fetched {
+        local_archive(app, &run, work).await?
+    } else {
+        match download(app, &run, work).await? {
+            Some(path) => path,
+            None => return search_again(app, &run).await,
+        }
+    };
+    let docs = match archive {
+        Ok(path) => unpack(app, &run, path, work).await?,
+        Err(reason) => vec![Doc { index: 0, name: "(archive)".into(), outcome: Err(reason) }],
+    };
+    record(app, &run, &docs).await?;
+    let _ = app.scratch.delete_prefix(&scratch::archive(run.run_id)).await;
+    Ok(())
 }
 
 /// The handler's local work area: thousands of extracted files are removed

@@ -34,6 +34,8 @@ pub mod queues {
     pub const SEARCH: &str = "docket.search";
     pub const STATUS: &str = "docket.status";
     pub const FETCH: &str = "docket.fetch";
+    /// Urgent runs' downloads, ahead of the finished jobs waiting for theirs.
+    pub const FETCH_URGENT: &str = "docket.fetch.urgent";
     pub const STORE: &str = "docket.store";
     pub const CONVERT: &str = "docket.convert";
     /// Urgent runs' documents: the convert stage serves this lane first.
@@ -43,8 +45,20 @@ pub mod queues {
     pub const REPORT_URGENT: &str = "docket.report.urgent";
     /// The operator's controls (pause, resume, cancel) as messages.
     pub const CONTROL: &str = "docket.control";
-    pub const ALL: [&str; 11] =
-        [PATIENTS, TASK, SEARCH, STATUS, FETCH, STORE, CONVERT, CONVERT_URGENT, REPORT, REPORT_URGENT, CONTROL];
+    pub const ALL: [&str; 12] = [
+        PATIENTS,
+        TASK,
+        SEARCH,
+        STATUS,
+        FETCH,
+        FETCH_URGENT,
+        STORE,
+        CONVERT,
+        CONVERT_URGENT,
+        REPORT,
+        REPORT_URGENT,
+        CONTROL,
+    ];
 }
 
 /// The name of the delay tier (exchange and queue) whose TTL is `ttl`.

@@ -57,14 +57,15 @@ async fn advance<'q>(
 
 /// The message that moves a run that has just entered `state` at `step`.
 /// A waiting room gets a wake-up (no run header: whoever it wakes serves the
-/// room's head, not necessarily this run); a report of an urgent run goes
-/// to the urgent lane.
+/// room's head, not necessarily this run); an urgent run's download and
+/// report go to their urgent lanes.
 pub fn message_for(state: State, step: Step, priority: Priority) -> Option<Outgoing> {
     let queue = state.queue()?;
     if state.is_room() {
         return Some(Outgoing::new(queue, &step));
     }
     let queue = match (state, priority) {
+        (State::Fetch, Priority::Urgent) => queues::FETCH_URGENT,
         (State::Report, Priority::Urgent) => queues::REPORT_URGENT,
         _ => queue,
     };
