@@ -1,0 +1,110 @@
+//! Budgets under CPU starvation, as a Kubernetes CPU limit causes: every
+//! stage process in a cgroup (v1) with a CFS quota of a fraction of a core,
+//! throttled for most of each 100 ms period. Counted at arrival by the
+//! stubs, no window of any budget holds more than its limit.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use docket_e2e::{Patient, TestEnv, TestOptions, stages::ALL};
+use docket_stubs::ArchiveKind;
+
+use crate::common::{assert_budgets_held, one_task_one_report_each};
+
+const CPU_ROOT: &str = "/sys/fs/cgroup/cpu";
+/// CFS period and quota: 15 ms of CPU per 100 ms, 0.15 of a core per stage.
+const PERIOD_US: u32 = 100_000;
+const QUOTA_US: u32 = 15_000;
+
+/// A CPU cgroup of the test's own; its processes go back to the root
+/// cgroup and the directory is removed on drop.
+struct CpuQuota {
+    dir: PathBuf,
+}
+
+impl CpuQuota {
+    /// `None` (with the reason) where cgroup v1's cpu controller is not
+    /// mounted writable, as in most unprivileged containers.
+    fn create(name: &str, quota_us: u32) -> Result<CpuQuota, String> {
+        let dir = Path::new(CPU_ROOT).join(name);
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let cgroup = CpuQuota { dir };
+        cgroup.write("cpu.cfs_period_us", &PERIOD_US.to_string())?;
+        cgroup.write("cpu.cfs_quota_us", &quota_us.to_string())?;
+        Ok(cgroup)
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), String> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, value).map_err(|e| format!("writing {value} to {}: {e}", path.display()))
+    }
+
+    fn add(&self, pid: u32) {
+        self.write("cgroup.procs", &pid.to_string()).expect("moving a stage process into its cgroup");
+    }
+
+    /// How often and for how long the kernel throttled the cgroup.
+    fn throttled(&self) -> (u64, Duration) {
+        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            stat.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
+        };
+        (field("nr_throttled"), Duration::from_nanos(field("throttled_time")))
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        let procs = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines() {
+            let _ = std::fs::write(Path::new(CPU_ROOT).join("cgroup.procs"), pid);
+        }
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            eprintln!("could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stages_starved_by_a_cpu_quota_keep_every_budget_counted_at_arrival() {
+    let mut options = TestOptions::default();
+    options.docex.search_rate = "1200/min".parse().expect("a valid rate");
+    options.docex.docs = "0..2".parse().expect("a valid range");
+    options.docex.empty_share = 0.3;
+    options.docex.archive_kind = ArchiveKind::Text;
+    options.docex.job_time = "100ms..500ms".parse().expect("a valid range");
+    let mut env = TestEnv::new(options).await;
+    // One cgroup per stage process, as one container's CPU limit each.
+    let mut quotas = Vec::new();
+    for stage in ALL {
+        match CpuQuota::create(&format!("{}-{}", env.id, stage.binary()), QUOTA_US) {
+            Ok(q) => quotas.push((stage, q)),
+            Err(why) => {
+                println!("SKIPPED: cgroup v1 cpu controller not writable here ({why})");
+                env.cleanup().await;
+                return;
+            }
+        }
+    }
+    let patients: Vec<Patient> = (0..300).map(|i| Patient::new(&format!("Q{i:03}"))).collect();
+    env.seed(&patients).await;
+    for (stage, quota) in &quotas {
+        let i = env.spawn_process(*stage);
+        quota.add(env.process_id(i));
+    }
+    let started = Instant::now();
+    env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
+    env.wait_finished(300, Duration::from_secs(240)).await;
+    println!("300 patients through stages at {} ms of CPU per 100 ms in {:?}", QUOTA_US / 1000, started.elapsed());
+    for (stage, quota) in &quotas {
+        let (n, t) = quota.throttled();
+        println!("  {stage:?}: throttled {n} times, {t:?} in all");
+    }
+
+    one_task_one_report_each(&env.tracker.tasks(), 300);
+    assert_budgets_held(&env, 0);
+    env.cleanup().await;
+    drop(quotas);
+}
