@@ -4,7 +4,9 @@
 //! so idle time earns no burst: requests stay `interval` apart, always.
 //!
 //! Unlike a token stream that wakes every blocked caller per token, a
-//! reservation here belongs to exactly one caller, by construction.
+//! reservation here belongs to exactly one caller, by construction. The
+//! caller (`gate.rs`) sends on it only if it is still on time: one that
+//! wakes more than `LIMIT_LATE` after its slot gives it up and reserves again.
 
 use std::time::Duration;
 
