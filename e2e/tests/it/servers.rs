@@ -40,14 +40,19 @@ fn spawn_stages(env: &mut TestEnv) -> Vec<(Stage, u32)> {
 fn assert_all_alive(env: &mut TestEnv, spawned: &[(Stage, u32)], when: &str) {
     let exited = env.exited_processes();
     if !exited.is_empty() {
-        let tails: Vec<String> = exited.iter().map(|(i, status)| {
-            let (stage, pid) = spawned[*i];
-            let log = env.dir.path().join(format!("{}-{i}.log", stage.binary()));
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            format!("{stage:?} (pid {pid}) exited {status}:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
-        })
-        .collect();
+        let tails: Vec<String> = exited
+            .iter()
+            .map(|(i, status)| {
+                let (stage, pid) = spawned[*i];
+                let log = env.dir.path().join(format!("{}-{i}.log", stage.binary()));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                format!(
+                    "{stage:?} (pid {pid}) exited {status}:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect();
         panic!("{when}: stage processes exited:\n{}", tails.join("\n\n"));
     }
     for (i, (stage, pid)) in spawned.iter().enumerate() {
@@ -81,8 +86,22 @@ async fn assert_each_run_once(env: &TestEnv, patients: &[Patient]) {
     }
 }
 
+/// Runs finished in each 10 s from `from` on: how soon work resumed.
+async fn print_finished_per_10s(env: &TestEnv, from: chrono::DateTime<chrono::Utc>) {
+    let buckets: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT floor(extract(epoch FROM finished_at - $1) / 10)::int AS b, count(*)
+         FROM docket.runs WHERE finished_at IS NOT NULL GROUP BY b ORDER BY b",
+    )
+    .bind(from)
+    .fetch_all(&env.pool)
+    .await
+    .expect("reading finish times");
+    let text: Vec<String> = buckets.iter().map(|(b, n)| format!("{:+}s: {n}", b * 10)).collect();
+    println!("runs finished per 10 s from the stop: {}", text.join(", "));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_stopped_for_30s_mid_batch_loses_and_doubles_nothing_and_no_stage_process_exits() {
+async fn postgres_stopped_for_30s_and_crashed_mid_batch_loses_and_doubles_nothing_and_no_stage_process_exits() {
     let pg = Postgres::start().await;
     let mut options = options();
     options.postgres = pg.url();
@@ -93,6 +112,7 @@ async fn postgres_stopped_for_30s_mid_batch_loses_and_doubles_nothing_and_no_sta
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
     env.wait_finished(30, Duration::from_secs(120)).await;
 
+    let stopped_at = chrono::Utc::now();
     pg.stop("fast").await;
     let stopped = Instant::now();
     // The outage itself: 30 s without a database, not a wait for a state.
@@ -101,8 +121,15 @@ async fn postgres_stopped_for_30s_mid_batch_loses_and_doubles_nothing_and_no_sta
     pg.start_again().await;
     println!("PostgreSQL was down for {:?}", stopped.elapsed());
     let back = Instant::now();
+    env.wait_finished(70, Duration::from_secs(120)).await;
+    // Then a crash: no goodbye to any session, crash recovery on start.
+    pg.stop("immediate").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.start_again().await;
     env.wait_finished(150, Duration::from_secs(240)).await;
-    println!("the batch finished {:?} after PostgreSQL came back", back.elapsed());
+    println!("the batch finished {:?} after PostgreSQL came back from its 30 s stop", back.elapsed());
+
+    print_finished_per_10s(&env, stopped_at).await;
 
     assert_each_run_once(&env, &patients).await;
     assert_budgets_held(&env, 0);
@@ -112,8 +139,7 @@ async fn postgres_stopped_for_30s_mid_batch_loses_and_doubles_nothing_and_no_sta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_redis_restart_mid_batch_loses_no_work_exceeds_a_budget_by_at_most_one_request_and_no_stage_process_exits()
-{
+async fn a_redis_restart_mid_batch_loses_no_work_exceeds_a_budget_by_at_most_one_request_and_no_stage_process_exits() {
     let redis = docket_e2e::redis::Private::start().await;
     let mut options = options();
     options.vars.push(("REDIS_URL", redis.url()));

@@ -49,9 +49,8 @@ impl CpuQuota {
     /// How often and for how long the kernel throttled the cgroup.
     fn throttled(&self) -> (u64, Duration) {
         let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            stat.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
-        };
+        let field =
+            |name: &str| -> u64 { stat.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0) };
         (field("nr_throttled"), Duration::from_nanos(field("throttled_time")))
     }
 }
@@ -71,8 +70,8 @@ impl Drop for CpuQuota {
 /// `pipeline_limiter_late_total` of the `index`th spawned process, read from
 /// its `/metrics` (its address is in its log: the tests give port 0).
 async fn late_wakeups(env: &TestEnv, stage: Stage, index: usize) -> f64 {
-    let log = std::fs::read_to_string(env.dir.path().join(format!("{}-{index}.log", stage.binary())))
-        .unwrap_or_default();
+    let log =
+        std::fs::read_to_string(env.dir.path().join(format!("{}-{index}.log", stage.binary()))).unwrap_or_default();
     // The tests bind 127.0.0.1 (the log may colour the field's name).
     let Some(port) = log.split("http_addr").nth(1).and_then(|rest| {
         let after = rest.split("127.0.0.1:").nth(1)?;
@@ -121,11 +120,7 @@ async fn stages_starved_by_a_cpu_quota_keep_every_budget_counted_at_arrival() {
     let started = Instant::now();
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
     env.wait_finished(300, Duration::from_secs(240)).await;
-    println!(
-        "300 patients through stages at {} ms of CPU per 100 ms each in {:?}",
-        QUOTA_US / 1000,
-        started.elapsed()
-    );
+    println!("300 patients through stages at {} ms of CPU per 100 ms each in {:?}", QUOTA_US / 1000, started.elapsed());
     for (i, (stage, quota)) in quotas.iter().enumerate() {
         let (n, t) = quota.throttled();
         let late = late_wakeups(&env, *stage, i).await;

@@ -127,7 +127,10 @@ impl Gate {
                     verdict = self.admit().await?;
                 }
                 if !self.limiter.still_valid(budget, &epoch).await? {
-                    warn!(budget = budget.as_str(), "the limiter's schedule was lost (Redis restarted?); reserving again");
+                    warn!(
+                        budget = budget.as_str(),
+                        "the limiter's schedule was lost (Redis restarted?); reserving again"
+                    );
                     continue;
                 }
             }
@@ -144,7 +147,12 @@ impl Gate {
             }
             self.metrics.limiter_late.get_or_create(&labels).inc();
             late_in_a_row += 1;
-            debug!(budget = budget.as_str(), ?late, late_in_a_row, "woke too late for the reserved slot; reserving again");
+            debug!(
+                budget = budget.as_str(),
+                ?late,
+                late_in_a_row,
+                "woke too late for the reserved slot; reserving again"
+            );
             if late_in_a_row >= LATE_TRIES {
                 // Starved of CPU: each try spends a slot of the budget, so
                 // stop trying and let the message wait in a delay queue.
