@@ -29,6 +29,7 @@ impl CpuQuota {
     /// `None` (with the reason) where cgroup v1's cpu controller is not
     /// mounted writable, as in most unprivileged containers.
     fn create(name: &str, quota_us: u32) -> Result<CpuQuota, String> {
+        sweep();
         let dir = Path::new(CPU_ROOT).join(name);
         std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let cgroup = CpuQuota { dir };
@@ -52,6 +53,16 @@ impl CpuQuota {
         let field =
             |name: &str| -> u64 { stat.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0) };
         (field("nr_throttled"), Duration::from_nanos(field("throttled_time")))
+    }
+}
+
+/// Removes the (empty) cgroups of test runs killed before their cleanup.
+fn sweep() {
+    let Ok(entries) = std::fs::read_dir(CPU_ROOT) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(docket_e2e::env::is_stale) {
+            let _ = std::fs::remove_dir(e.path());
+        }
     }
 }
 
