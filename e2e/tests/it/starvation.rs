@@ -132,11 +132,15 @@ async fn stages_starved_by_a_cpu_quota_keep_every_budget_counted_at_arrival() {
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
     env.wait_finished(300, Duration::from_secs(240)).await;
     println!("300 patients through stages at {} ms of CPU per 100 ms each in {:?}", QUOTA_US / 1000, started.elapsed());
+    let mut starved = Duration::ZERO;
     for (i, (stage, quota)) in quotas.iter().enumerate() {
         let (n, t) = quota.throttled();
+        starved += t;
         let late = late_wakeups(&env, *stage, i).await;
         println!("  {stage:?}: throttled {n} times, {t:?} in all; {late} slots given up as woken too late");
     }
+    // Otherwise the quota proved nothing.
+    assert!(starved >= Duration::from_secs(5), "the stages were throttled for only {starved:?}");
 
     one_task_one_report_each(&env.tracker.tasks(), 300);
     assert_budgets_held(&env, 0);
