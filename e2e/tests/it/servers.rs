@@ -98,6 +98,19 @@ async fn print_finished_per_10s(env: &TestEnv, from: chrono::DateTime<chrono::Ut
     .expect("reading finish times");
     let text: Vec<String> = buckets.iter().map(|(b, n)| format!("{:+}s: {n}", b * 10)).collect();
     println!("runs finished per 10 s from the stop: {}", text.join(", "));
+    let last: Vec<(f64, String, String)> = sqlx::query_as(
+        "SELECT extract(epoch FROM e.at - $1)::float8, e.stage, e.event FROM docket.run_events e
+         WHERE e.run_id = (SELECT run_id FROM docket.runs ORDER BY finished_at DESC NULLS FIRST LIMIT 1)
+         ORDER BY e.id",
+    )
+    .bind(from)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap_or_default();
+    println!("the last run to finish:");
+    for (at, stage, event) in last {
+        println!("  {at:+.1}s {stage}: {event}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,6 @@
 //! A PostgreSQL server of a test's own, from Debian's `initdb` and `pg_ctl`:
-//! its own port and data directory (under the workspace's `var/`), trust
+//! its own port and data directory (under the workspace's `var/`, or the
+//! temporary directory where `var/` is out of the server's reach), trust
 //! authentication, and nothing shared with the machine's server. PostgreSQL
 //! refuses to run as root, so under root its commands run as the
 //! `postgres` user (`runuser`), which then owns the data directory.
@@ -25,6 +26,16 @@ fn bin_dir() -> PathBuf {
     majors.sort_unstable();
     let major = majors.last().expect("a PostgreSQL major version under /usr/lib/postgresql");
     PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"))
+}
+
+/// The workspace's `var/`, if the `postgres` user can reach it (a checkout
+/// under `/root` is not); the system's temporary directory otherwise.
+fn parent() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let var = Path::new(env!("CARGO_MANIFEST_DIR")).join("../var");
+    let reachable = std::fs::create_dir_all(&var).is_ok()
+        && var.ancestors().all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    if reachable || !is_root() { var } else { std::env::temp_dir() }
 }
 
 fn free_port() -> u16 {
@@ -61,9 +72,7 @@ fn run(mut c: Command, what: &str) {
 impl Postgres {
     /// Creates a cluster and starts it.
     pub async fn start() -> Postgres {
-        let var = Path::new(env!("CARGO_MANIFEST_DIR")).join("../var");
-        std::fs::create_dir_all(&var).expect("creating var/");
-        let dir = tempfile::Builder::new().prefix("pg-").tempdir_in(&var).expect("a data directory");
+        let dir = tempfile::Builder::new().prefix("docket-pg-").tempdir_in(parent()).expect("a data directory");
         if is_root() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
