@@ -152,7 +152,7 @@ async fn postgres_stopped_for_30s_and_crashed_mid_batch_loses_and_doubles_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_redis_restart_mid_batch_loses_no_work_exceeds_a_budget_by_at_most_one_request_and_no_stage_process_exits() {
+async fn a_redis_restart_mid_batch_loses_no_work_exceeds_no_budget_and_no_stage_process_exits() {
     let redis = docket_e2e::redis::Private::start().await;
     let mut options = options();
     options.vars.push(("REDIS_URL", redis.url()));
@@ -165,12 +165,13 @@ async fn a_redis_restart_mid_batch_loses_no_work_exceeds_a_budget_by_at_most_one
     // SIGKILL and a fresh, empty server on the same port: the limiter's
     // schedules and the breakers are gone.
     let redis = redis.restart(Duration::from_secs(2)).await;
+    let back = Instant::now();
     env.wait_finished(150, Duration::from_secs(240)).await;
+    println!("the batch finished {:?} after Redis came back empty", back.elapsed());
 
     assert_each_run_once(&env, &patients).await;
-    // After Redis comes back empty the first request of each budget goes at
-    // once: one request may land in a window that was already full.
-    assert_budgets_held(&env, 1);
+    // The stages knew the lost schedules, so each new one starts a window later.
+    assert_budgets_held(&env, 0);
     assert_all_alive(&mut env, &spawned, "at the end");
     env.cleanup().await;
     drop(redis);
