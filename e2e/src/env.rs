@@ -17,6 +17,8 @@ use sqlx::PgPool;
 
 use crate::{rabbit, stages::Started};
 
+/// The machine's PostgreSQL, shared by every test.
+const SHARED_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// What a test changes about its pipeline.
@@ -25,6 +27,9 @@ pub struct TestOptions {
     pub tracker: TaskTrackerConfig,
     /// Settings on top of the time-scaled defaults below.
     pub vars: Vec<(&'static str, String)>,
+    /// The PostgreSQL server (URL without a database) the test's database
+    /// is created on: the machine's, or a private one the test may stop.
+    pub postgres: String,
 }
 
 impl Default for TestOptions {
@@ -37,7 +42,7 @@ impl Default for TestOptions {
             ..DocexConfig::default()
         };
         let tracker = TaskTrackerConfig { rate: "50/s".parse().expect("a valid rate"), ..TaskTrackerConfig::default() };
-        TestOptions { docex, tracker, vars: Vec::new() }
+        TestOptions { docex, tracker, vars: Vec::new(), postgres: SHARED_POSTGRES.into() }
     }
 }
 
@@ -108,10 +113,10 @@ impl TestEnv {
         );
         sweep().await;
         rabbit::create_vhost(&id).await.expect("creating the test's vhost");
-        let admin = PgPool::connect(ADMIN_DB).await.expect("connecting to PostgreSQL");
+        let admin = PgPool::connect(&format!("{}/postgres", options.postgres)).await.expect("connecting to PostgreSQL");
         sqlx::query(&format!("CREATE DATABASE {id}")).execute(&admin).await.expect("creating the test database");
         admin.close().await;
-        let db_url = format!("postgres://postgres@127.0.0.1:5432/{id}");
+        let db_url = format!("{}/{id}", options.postgres);
         let pool = PgPool::connect(&db_url).await.expect("connecting to the test database");
         let dir = tempfile::Builder::new().prefix("docket-e2e-").tempdir().expect("a temp dir");
         // The pipeline believes the budgets the stubs enforce.

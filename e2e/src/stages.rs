@@ -123,6 +123,18 @@ impl TestEnv {
         self.processes[index].id()
     }
 
+    /// The spawned processes that have exited, with how: a process restarted
+    /// by nobody must still be the one spawned, so this stays empty.
+    pub fn exited_processes(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
+        let mut exited = Vec::new();
+        for (i, p) in self.processes.iter_mut().enumerate() {
+            if let Ok(Some(status)) = p.try_wait() {
+                exited.push((i, status));
+            }
+        }
+        exited
+    }
+
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(&mut self, index: usize) {
         let p = &mut self.processes[index];

@@ -97,6 +97,7 @@ pub struct Metrics {
     pub outside_seconds: HistogramFamily<EndpointLabels>,
     pub limiter_wait: HistogramFamily<BudgetLabels>,
     pub limiter_deferred: Family<BudgetLabels, Counter>,
+    pub limiter_late: Family<BudgetLabels, Counter>,
     pub breaker_state: Family<ApiLabels, Gauge>,
     pub documents: Family<DocumentLabels, Counter>,
     pub conversion_seconds: HistogramFamily<KindLabels>,
@@ -133,6 +134,7 @@ impl Metrics {
             outside_seconds: Family::new_with_constructor(seconds_histogram),
             limiter_wait: Family::new_with_constructor(seconds_histogram),
             limiter_deferred: Family::default(),
+            limiter_late: Family::default(),
             breaker_state: Family::default(),
             documents: Family::default(),
             conversion_seconds: Family::new_with_constructor(seconds_histogram),
@@ -161,6 +163,11 @@ impl Metrics {
             "limiter_deferred",
             "Messages sent to a delay queue because their slot was far",
             m.limiter_deferred.clone(),
+        );
+        r.register(
+            "limiter_late",
+            "Reserved slots given up because the caller woke too late to send on time (LIMIT_LATE)",
+            m.limiter_late.clone(),
         );
         r.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", m.breaker_state.clone());
         r.register("documents", "Documents finished, converted or failed", m.documents.clone());
@@ -209,6 +216,9 @@ impl Metrics {
         ] {
             let per_second = f64::from(rate.count) / rate.period.as_secs_f64();
             self.budget_limit.get_or_create(&BudgetLabels { budget: budget.as_str() }).set(per_second);
+            // A series at zero from the start: a late wake-up is rare, and a
+            // panel or alert should read "none" rather than "no data".
+            self.limiter_late.get_or_create(&BudgetLabels { budget: budget.as_str() }).inc_by(0);
         }
         self.docex_max_jobs.set(i64::from(s.docex_max_jobs));
     }

@@ -83,6 +83,7 @@ pub fn gate(api: Api, settings: &Settings, redis: &Redis, metrics: &Arc<Metrics>
         breaker: Breaker::new(redis.clone(), settings),
         limiter: Limiter::new(redis.clone(), settings),
         max_hold: settings.limit_max_hold,
+        late: settings.limit_late,
         timeout: settings.http_timeout,
         metrics: metrics.clone(),
     })

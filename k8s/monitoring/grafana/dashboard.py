@@ -61,6 +61,8 @@ QUERIES: dict[str, str] = {
     "limiter_wait_p50": "histogram_quantile(0.5, sum by (budget, le) (rate(pipeline_limiter_wait_seconds_bucket[$__rate_interval])))",
     "limiter_wait_p95": "histogram_quantile(0.95, sum by (budget, le) (rate(pipeline_limiter_wait_seconds_bucket[$__rate_interval])))",
     "limiter_deferred": "sum by (budget) (rate(pipeline_limiter_deferred_total[$__rate_interval]))",
+    # Slots given up by callers that woke more than LIMIT_LATE after them (CPU-starved).
+    "limiter_late": "sum by (budget) (rate(pipeline_limiter_late_total[$__rate_interval]))",
     # every replica reports the shared (Redis) breaker; max = the fleet's view
     "breaker_state": "max by (api) (pipeline_breaker_state)",
     "outside_errors": 'sum by (api, outcome) (rate(pipeline_outside_requests_total{outcome!="ok"}[$__rate_interval]))',
@@ -241,8 +243,12 @@ def build() -> dict:
         target("limiter_wait_p50", "p50 {{budget}}", "A"),
         target("limiter_wait_p95", "p95 {{budget}}", "B"),
     ], unit="s", desc="How long an admitted call waited for its slot."), 8, 8)
-    L.add(timeseries("Deferred by the limiter", [target("limiter_deferred", "{{budget}}")], unit="ops",
-                     desc="Calls whose wait was too long to hold, sent round a delay queue instead."), 8, 8)
+    L.add(timeseries("Deferred or late at the limiter", [
+        target("limiter_deferred", "deferred {{budget}}", "A"),
+        target("limiter_late", "late {{budget}}", "B"),
+    ], unit="ops", desc="Deferred: calls whose wait was too long to hold, sent round a delay queue instead. "
+                        "Late: slots given up because the caller woke more than LIMIT_LATE after them "
+                        "(a CPU limit throttling the service); it reserved again."), 8, 8)
     L.add({
         "type": "state-timeline", "title": "Circuit breakers", "targets": [target("breaker_state", "{{api}}")],
         "fieldConfig": {"defaults": {

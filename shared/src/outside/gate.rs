@@ -1,10 +1,13 @@
 //! The single gate of an outside API: breaker, budget, timeout and the
 //! one place that decides which answers are retryable.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use reqwest::{RequestBuilder, Response, StatusCode};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     Api, Budget,
@@ -16,6 +19,11 @@ use crate::{
     metrics::{BudgetLabels, EndpointLabels, Metrics, RequestLabels},
     run::Guard,
 };
+
+/// Slots in a row a caller may wake too late for before it backs off.
+const LATE_TRIES: u32 = 3;
+/// The least a caller that keeps waking late waits before trying again.
+const LATE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a call takes its budget slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +45,8 @@ pub struct Gate {
     pub breaker: Breaker,
     pub limiter: Limiter,
     pub max_hold: Duration,
+    /// `LIMIT_LATE`: how long after its slot a caller may still send on it.
+    pub late: Duration,
     /// Total timeout of one ordinary request (downloads use per-read only).
     pub timeout: Duration,
     pub metrics: Arc<Metrics>,
@@ -93,38 +103,67 @@ impl Gate {
             Admission::NextOnly => self.limiter.interval(budget).min(self.max_hold),
         };
         let labels = BudgetLabels { budget: budget.as_str() };
+        let first = Instant::now();
+        let mut late_in_a_row = 0;
         loop {
-            match self.limiter.reserve(budget, max_wait).await? {
-                Slot::Reserved(wait, epoch) => {
-                    self.metrics.limiter_wait.get_or_create(&labels).observe(wait.as_secs_f64());
-                    if wait.is_zero() {
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
-                    // Much can happen while we slept: the API may have gone
-                    // dark (then nobody should send), or Redis may have lost
-                    // the schedule our slot belonged to (then take a new one).
-                    if verdict != Verdict::Probe {
-                        verdict = self.admit().await?;
-                    }
-                    if self.limiter.still_valid(budget, &epoch).await? {
-                        break;
-                    }
-                    warn!(
-                        budget = budget.as_str(),
-                        "the limiter's schedule was lost (Redis restarted?); reserving again"
-                    );
-                }
+            // The slot is no earlier than `asked + wait` (Redis reserved it
+            // after we asked), so lateness measured from there is never
+            // underestimated, whatever the round trip cost.
+            let asked = Instant::now();
+            let (wait, epoch) = match self.limiter.reserve(budget, max_wait).await? {
+                Slot::Reserved(wait, epoch) => (wait, epoch),
                 Slot::Deferred(after) => {
                     self.metrics.limiter_deferred.get_or_create(&labels).inc();
                     return Err(StageError::wait(after, format!("{} budget spent for now", budget.as_str())));
                 }
+            };
+            let slot = asked + wait;
+            if !wait.is_zero() {
+                tokio::time::sleep_until(slot.into()).await;
+                // Much can happen while we slept: the API may have gone
+                // dark (then nobody should send), or Redis may have lost
+                // the schedule our slot belonged to (then take a new one).
+                if verdict != Verdict::Probe {
+                    verdict = self.admit().await?;
+                }
+                if !self.limiter.still_valid(budget, &epoch).await? {
+                    warn!(
+                        budget = budget.as_str(),
+                        "the limiter's schedule was lost (Redis restarted?); reserving again"
+                    );
+                    continue;
+                }
+            }
+            if let Some(guard) = guard {
+                guard.check().await?;
+            }
+            // Last look before the send: a caller descheduled past its slot
+            // (a CPU limit throttles a whole process for tens of ms) would
+            // land among the callers of the next slots and overfill a window.
+            // It gives the slot up, unused, and takes a new one.
+            let late = slot.elapsed();
+            if late <= self.late {
+                break;
+            }
+            self.metrics.limiter_late.get_or_create(&labels).inc();
+            late_in_a_row += 1;
+            debug!(
+                budget = budget.as_str(),
+                ?late,
+                late_in_a_row,
+                "woke too late for the reserved slot; reserving again"
+            );
+            if late_in_a_row >= LATE_TRIES {
+                // Starved of CPU: each try spends a slot of the budget, so
+                // stop trying and let the message wait in a delay queue.
+                return Err(StageError::wait(
+                    self.limiter.interval(budget).max(LATE_BACKOFF),
+                    format!("woke too late for {} slots of {} in a row", LATE_TRIES, budget.as_str()),
+                ));
             }
         }
-        if let Some(guard) = guard {
-            guard.check().await?;
-        }
-        let started = std::time::Instant::now();
+        self.metrics.limiter_wait.get_or_create(&labels).observe(first.elapsed().as_secs_f64());
+        let started = Instant::now();
         let sent = request.send().await;
         self.metrics
             .outside_seconds

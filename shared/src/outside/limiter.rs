@@ -4,9 +4,17 @@
 //! so idle time earns no burst: requests stay `interval` apart, always.
 //!
 //! Unlike a token stream that wakes every blocked caller per token, a
-//! reservation here belongs to exactly one caller, by construction.
+//! reservation here belongs to exactly one caller, by construction. The
+//! caller (`gate.rs`) sends on it only if it is still on time: one that
+//! wakes more than `LIMIT_LATE` after its slot gives it up and reserves again.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::Script;
 
@@ -17,21 +25,29 @@ use crate::{
 };
 
 /// KEYS[1]: the budget's TAT (µs); KEYS[2]: its epoch. ARGV: interval µs,
-/// longest wait µs the caller accepts, a fresh epoch id. Returns {reserved
-/// (0|1), wait µs, epoch}. When the wait is longer than accepted nothing is
-/// reserved, so a deferred caller spends nothing.
+/// longest wait µs the caller accepts, a fresh epoch id, and the budget's
+/// window µs if the caller has seen an earlier schedule (else 0). Returns
+/// {reserved (0|1), wait µs, epoch}. When the wait is longer than accepted
+/// nothing is reserved, so a deferred caller spends nothing.
 ///
 /// The epoch (a key without expiry) changes only when Redis lost its data: a
 /// caller that slept on a reservation checks it before sending, and reserves
 /// again if its reservation belonged to a schedule that no longer exists.
+/// A caller that knew the lost schedule starts the new one a whole window
+/// (plus the margin) ahead: requests sent on the old one may fill the last
+/// window, and nobody remembers how many.
 const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[3]
   redis.call('SET', KEYS[2], epoch)
+  local cold = tonumber(ARGV[4])
+  if cold > 0 then
+    redis.call('SET', KEYS[1], string.format('%d', now + cold), 'PX', math.floor(cold / 1000) + 1000)
+  end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -66,6 +82,19 @@ pub struct Limiter {
     search: Duration,
     status: Duration,
     tracker: Duration,
+    /// Each budget's window plus the margin: how long a new schedule waits
+    /// after Redis lost the old one.
+    windows: [Duration; 3],
+    /// Whether this process has seen a schedule of each budget (any epoch).
+    seen: Arc<[AtomicBool; 3]>,
+}
+
+fn index(budget: Budget) -> usize {
+    match budget {
+        Budget::DocexSearch => 0,
+        Budget::DocexStatus => 1,
+        Budget::TaskTracker => 2,
+    }
 }
 
 /// The answer to an admission request.
@@ -87,6 +116,12 @@ impl Limiter {
             search: settings.docex_search_rate.interval_with_margin(m),
             status: settings.docex_status_rate.interval_with_margin(m),
             tracker: settings.tasktracker_rate.interval_with_margin(m),
+            windows: [
+                settings.docex_search_rate.period + m,
+                settings.docex_status_rate.period + m,
+                settings.tasktracker_rate.period + m,
+            ],
+            seen: Arc::new([AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)]),
         }
     }
 
@@ -105,6 +140,8 @@ impl Limiter {
     /// Reserves the next slot of `budget` if it is at most `max_wait` away.
     pub async fn reserve(&self, budget: Budget, max_wait: Duration) -> StageResult<Slot> {
         let mut conn = self.redis.conn.clone();
+        let seen = &self.seen[index(budget)];
+        let cold = if seen.load(Ordering::Relaxed) { self.windows[index(budget)] } else { Duration::ZERO };
         let (reserved, wait_us, epoch): (i64, i64, String) = self
             .script
             .key(self.redis.key(&["limit", budget.as_str()]))
@@ -112,9 +149,11 @@ impl Limiter {
             .arg(self.interval(budget).as_micros() as i64)
             .arg(max_wait.as_micros() as i64)
             .arg(uuid::Uuid::new_v4().to_string())
+            .arg(cold.as_micros() as i64)
             .invoke_async(&mut conn)
             .await
             .map_err(Self::unavailable)?;
+        seen.store(true, Ordering::Relaxed);
         let wait = Duration::from_micros(wait_us.max(0) as u64);
         Ok(if reserved == 1 { Slot::Reserved(wait, epoch) } else { Slot::Deferred(wait) })
     }

@@ -146,7 +146,7 @@ pub async fn claim(pool: &PgPool, room: Room, lease: Duration, job_slots: Option
 }
 
 /// Why a claimed run goes back to its room without having moved on.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Release<'a> {
     /// Not the run's doing (a budget spent for now, an open breaker, a
     /// pause): it keeps its place and is served again as soon as possible.

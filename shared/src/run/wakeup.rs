@@ -2,7 +2,11 @@
 //! head (see [`super::rooms`]). A stage says only how to serve one run
 //! ([`Serve`]); claiming, giving back, backing off and parking are here.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tracing::{Instrument, debug, info, warn};
 
@@ -71,26 +75,30 @@ impl<S: Serve> Handler for Wakeups<S> {
                     return Err(StageError::wait(Duration::from_secs(5), "DOCEX_MAX_JOBS jobs are in flight"));
                 }
             };
+            // Ours until then (less a little: the clocks of this process and
+            // the database may differ by a round trip).
+            let ours_until = Instant::now() + lease.saturating_sub(Duration::from_secs(5));
             let span = tracing::info_span!("serve", run_id = %run.run_id);
             let served = self.1.serve(app, &run).instrument(span).await;
             match served {
                 Ok(()) => return Ok(()),
                 Err(StageError::Stopped(why)) => {
                     debug!(run_id = %run.run_id, %why, "skipping a run stopped while it was served");
-                    rooms::release(pool, S::ROOM, &run, Release::Untouched).await?;
+                    give_back(app, &run, S::ROOM, Release::Untouched, ours_until).await?;
                     skipped += 1;
                     if skipped >= SKIPS {
                         return Err(StageError::wait(app.smallest_tier(), "runs in the room keep being paused"));
                     }
                 }
                 Err(e @ (StageError::Wait { .. } | StageError::Blocked { .. })) => {
-                    rooms::release(pool, S::ROOM, &run, Release::Untouched).await?;
+                    give_back(app, &run, S::ROOM, Release::Untouched, ours_until).await?;
                     return Err(e);
                 }
                 Err(StageError::Transient { reason, after }) => {
                     let wait = after.unwrap_or_else(|| backoff(app, run.attempts.max(0) as u32));
                     warn!(run_id = %run.run_id, %reason, retry_in = ?wait, "transient failure; the run will be served again");
-                    rooms::release(pool, S::ROOM, &run, Release::Failed { reason: &reason, backoff: wait }).await?;
+                    give_back(app, &run, S::ROOM, Release::Failed { reason: &reason, backoff: wait }, ours_until)
+                        .await?;
                     // The wake-up serves the next run soon; this one waits out its backoff.
                     return Err(StageError::wait(app.smallest_tier(), reason));
                 }
@@ -103,5 +111,31 @@ impl<S: Serve> Handler for Wakeups<S> {
                 }
             }
         }
+    }
+}
+
+/// Gives a claimed run back to its room. The usual reason it cannot is the
+/// reason serving it failed: the database is away. Then the claim would
+/// hold the run for the rest of its lease (minutes) after the database is
+/// back, so keep trying, with capped backoff, while the claim is still ours
+/// (never after: another worker may have claimed the run since). The
+/// wake-up is held meanwhile; nothing progresses without the database anyway.
+async fn give_back(app: &App, run: &Run, room: Room, how: Release<'_>, ours_until: Instant) -> StageResult {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let err = match rooms::release(&app.db().pool, room, run, how).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() + delay >= ours_until || app.shutdown.is_cancelled() {
+            // The claim lapses by itself at the end of its lease.
+            return Err(err.into());
+        }
+        debug!(run_id = %run.run_id, error = %err, retry_in = ?delay, "cannot give the run back to its room yet");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = app.shutdown.cancelled() => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

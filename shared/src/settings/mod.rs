@@ -72,9 +72,14 @@ pub struct Settings {
     pub docex_status_rate: Rate,
     /// `TASKTRACKER_RATE` [10/s]: every TaskTracker request.
     pub tasktracker_rate: Rate,
-    /// `LIMIT_MARGIN` [50ms]: slack added to each budget window so jitter
-    /// between reserving a slot and sending never overfills a window.
+    /// `LIMIT_MARGIN` [100ms]: slack added to each budget window so jitter
+    /// between a slot and the request's arrival never overfills a window.
+    /// It must cover `LIMIT_LATE` plus the time from the send to the arrival.
     pub limit_margin: Duration,
+    /// `LIMIT_LATE` [20ms]: a caller that would send later than this after
+    /// its reserved slot (it was descheduled, under a CPU limit say) gives
+    /// the slot up and reserves again, rather than crowd the next ones.
+    pub limit_late: Duration,
     /// `LIMIT_MAX_HOLD` [60s]: a caller whose slot is further away than this
     /// sends its message through a delay queue instead of holding it.
     pub limit_max_hold: Duration,
@@ -220,7 +225,8 @@ impl Settings {
             docex_search_rate: v.parsed("DOCEX_SEARCH_RATE", "10/min", Rate::parse)?,
             docex_status_rate: v.parsed("DOCEX_STATUS_RATE", "10/s", Rate::parse)?,
             tasktracker_rate: v.parsed("TASKTRACKER_RATE", "10/s", Rate::parse)?,
-            limit_margin: v.parsed("LIMIT_MARGIN", "50ms", duration)?,
+            limit_margin: v.parsed("LIMIT_MARGIN", "100ms", duration)?,
+            limit_late: v.parsed("LIMIT_LATE", "20ms", duration)?,
             limit_max_hold: v.parsed("LIMIT_MAX_HOLD", "60s", duration)?,
             docex_max_jobs: v.parsed("DOCEX_MAX_JOBS", "30", number)?,
             http_timeout: v.parsed("HTTP_TIMEOUT", "10s", duration)?,
