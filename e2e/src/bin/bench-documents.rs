@@ -108,7 +108,7 @@ async fn memory(prefetch: u16, docs: u32) {
 }
 
 async fn big_archive(docs: u32) {
-    let mut env = TestEnv::new(options(docket_convert::limits::host_prefetch(CAP) as u16).await).await;
+    let mut env = TestEnv::new(options(docket_convert::engine::limits::host_prefetch(CAP) as u16).await).await;
     let p = Patient::new("BIG3000");
     env.docex.set_profile(
         &p.first,
