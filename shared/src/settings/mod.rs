@@ -104,7 +104,7 @@ pub struct Settings {
     pub delivery_limit: u32,
     /// `PREFETCH` [per stage]: messages in flight per consumer of this process.
     pub prefetch: Option<u16>,
-    /// `CONVERT_PREFETCH` [from cores, memory and the cap]: conversions in
+    /// `CONVERT_PREFETCH` [from cores, memory and the measured cost of a slot]: conversions in
     /// flight per convert instance.
     pub convert_prefetch: Option<u16>,
     /// `CONVERT_WINDOW` [64]: documents at the converters at once, fleet-wide
