@@ -1,6 +1,6 @@
 //! Benchmark (not a test): the convert bulkhead and a 3000-file archive.
 //!
-//!   cargo run --release -p docket-e2e --bin bench-documents -- [documents] [memory-docs]
+//!   [BIG_PREFETCH=N] cargo run --release -p docket-e2e --bin bench-documents -- [documents] [memory-docs, 0 to skip]
 //!
 //! 1. For CONVERT_PREFETCH 2 and 4: the convert service runs as its own
 //!    process on mixed archives; the resident memory of it and all its
@@ -117,7 +117,11 @@ async fn memory(prefetch: u16, docs: u32) {
 }
 
 async fn big_archive(docs: u32) {
-    let mut env = TestEnv::new(options(docket_convert::engine::limits::host_prefetch(CAP) as u16).await).await;
+    // BIG_PREFETCH overrides the host's default, to see what the slots wait for.
+    let prefetch = std::env::var("BIG_PREFETCH").ok().and_then(|v| v.parse().ok());
+    let prefetch = prefetch.unwrap_or(docket_convert::engine::limits::host_prefetch(CAP) as u16);
+    println!("3000-file archive at CONVERT_PREFETCH {prefetch}");
+    let mut env = TestEnv::new(options(prefetch).await).await;
     let p = Patient::new("BIG3000");
     env.docex.set_profile(
         &p.first,
@@ -247,7 +251,8 @@ async fn main() {
     unsafe {
         std::env::set_var("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
     }
-    for prefetch in [2, 4] {
+    // memory-docs 0 skips the memory part.
+    for prefetch in [2, 4].into_iter().filter(|_| memory_docs > 0) {
         memory(prefetch, memory_docs).await;
     }
     big_archive(docs).await;
