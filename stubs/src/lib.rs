@@ -11,7 +11,7 @@
 //! - [`config`]: both configs, test-friendly defaults and `from_env`; [`settings`]: rates and ranges.
 //! - `gate`: auth → storm → budget → faults, in front of every API request;
 //!   [`budget`]: the sliding window; [`faults`]: timed fault windows; `server`: the accept loop.
-//! - [`archive`]: what a job's zip holds and writing it; [`samples`]: every document type.
+//! - [`archive`]: what a job's zip holds and writing it, from [`samples`] (the docket-samples crate).
 
 // Handlers and their helpers return a ready `Response` as the error: it is
 // what the client gets, and boxing it would buy nothing in a test stub.
@@ -26,7 +26,7 @@ pub mod faults;
 mod gate;
 mod idempotency;
 mod journal;
-pub mod samples;
+pub use docket_samples as samples;
 mod server;
 pub mod settings;
 mod stats;

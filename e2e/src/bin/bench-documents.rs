@@ -1,20 +1,26 @@
 //! Benchmark (not a test): the convert bulkhead and a 3000-file archive.
 //!
-//!   cargo run --release -p docket-e2e --bin bench-documents -- [documents] [memory-docs]
+//!   [BIG_PREFETCH=N] cargo run --release -p docket-e2e --bin bench-documents -- [documents] [memory-docs, 0 to skip]
 //!
 //! 1. For CONVERT_PREFETCH 2 and 4: the convert service runs as its own
 //!    process on mixed archives; the resident memory of it and all its
 //!    children (LibreOffice included) is sampled from /proc every 20 ms, and
 //!    the peak is printed against prefetch × CONVERT_MEMORY_LIMIT + base.
+//!    Also the measured cost of a slot: (peak - base) / prefetch.
 //! 2. One patient with a 3000-file mixed archive: the time from the archive's
-//!    download to the report, and conversions per second.
+//!    download to the report, against its bound: the sum of the per-document
+//!    CPU times of the same files (each converted once more afterwards, one at
+//!    a time, by the engine as the service runs it, warm office worker
+//!    included) divided by the cores; and the ratio of the two.
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
+use docket_convert::engine::{Engine, Limits, PoolSettings};
 use docket_e2e::{Patient, Stage, TestEnv, TestOptions, stages::ALL};
 use docket_stubs::{ArchiveKind, Profile};
 
@@ -99,16 +105,23 @@ async fn memory(prefetch: u16, docs: u32) {
     let peak = peak.load(Ordering::Relaxed);
     let bound = u64::from(prefetch) * CAP + base;
     println!(
-        "prefetch {prefetch}: peak {:>5} MiB for the convert service and its children (base {} MiB); bound prefetch × cap + base = {} MiB",
+        "prefetch {prefetch}: peak {:>5} MiB for the convert service and its children and office workers (base {} MiB); \
+         bound prefetch × cap + base = {} MiB ({}); measured cost of a slot (peak - base) / prefetch = {} MiB",
         peak / MIB,
         base / MIB,
-        bound / MIB
+        bound / MIB,
+        if peak <= bound { "under" } else { "OVER" },
+        peak.saturating_sub(base) / u64::from(prefetch) / MIB
     );
     env.cleanup().await;
 }
 
 async fn big_archive(docs: u32) {
-    let mut env = TestEnv::new(options(docket_convert::limits::host_prefetch(CAP) as u16).await).await;
+    // BIG_PREFETCH overrides the host's default, to see what the slots wait for.
+    let prefetch = std::env::var("BIG_PREFETCH").ok().and_then(|v| v.parse().ok());
+    let prefetch = prefetch.unwrap_or(docket_convert::engine::limits::host_prefetch(CAP) as u16);
+    println!("3000-file archive at CONVERT_PREFETCH {prefetch}");
+    let mut env = TestEnv::new(options(prefetch).await).await;
     let p = Patient::new("BIG3000");
     env.docex.set_profile(
         &p.first,
@@ -137,7 +150,91 @@ async fn big_archive(docs: u32) {
         f64::from(done) / secs,
         num_cpus()
     );
+    let (cpu, by_kind) = cpu_of_each(&env.storage_root()).await;
+    let bound = cpu / num_cpus() as f64;
+    println!(
+        "bound: sum of per-document CPU times {cpu:.1} s / {} cores = {bound:.1} s; download to report / bound = {:.3} ({:+.1} %)",
+        num_cpus(),
+        secs / bound,
+        (secs / bound - 1.0) * 100.0
+    );
+    let mut by_kind: Vec<_> = by_kind.into_iter().collect();
+    by_kind.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    for (kind, (n, cpu)) in by_kind {
+        println!("  {kind:<8} {n:>5} documents, {cpu:>7.1} s CPU, {:>6.1} ms each", cpu * 1000.0 / f64::from(n));
+    }
     env.cleanup().await;
+}
+
+/// Converts every stored original once more, one at a time, with the engine as the service runs
+/// it (a judging child, then a warm office worker for office documents), and sums the CPU each
+/// took: the children's (reaped) and the worker's. Returns the sum and (count, CPU) per kind.
+async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
+    let mut files = Vec::new();
+    let mut stack = vec![storage.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.parent().and_then(Path::file_name).is_some_and(|n| n == "originals") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let work = tempfile::tempdir().expect("a scratch directory");
+    let settings = PoolSettings {
+        size: 1,
+        limits: Limits::default(),
+        max_docs: 200,
+        max_rss_bytes: 768 << 20,
+        work_dir: work.path().to_path_buf(),
+    };
+    let engine = Engine::new(docket_e2e::env::convert_exe(), settings);
+    let output = work.path().join("out.pdf");
+    let (mut total, mut by_kind) = (0.0, HashMap::<String, (u32, f64)>::new());
+    for file in &files {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // The stored name is "<doc>-<archive name>"; the archive name is the hint the stage uses.
+        let name = name.split_once('-').map_or(name.clone(), |(_, n)| n.to_owned());
+        let pids = engine.office().idle_pids();
+        let before = reaped_children_cpu() + pids.iter().map(|p| process_cpu(*p)).sum::<f64>();
+        let result = engine.convert(file, &output, &name).await;
+        // A worker started for this document counts whole (LibreOffice's start included): the
+        // service pays that once per worker too.
+        let pids_after = engine.office().idle_pids();
+        let after = reaped_children_cpu() + pids_after.iter().map(|p| process_cpu(*p)).sum::<f64>();
+        let cpu = (after - before).max(0.0);
+        total += cpu;
+        let kind = match result {
+            Ok(c) => c.kind.to_string(),
+            Err(docket_convert::engine::ConvertError::Document { kind, .. }) => kind.to_string(),
+            Err(_) => "error".into(),
+        };
+        let e = by_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += cpu;
+    }
+    (total, by_kind)
+}
+
+/// CPU of this process's reaped children (cutime + cstime), in seconds.
+fn reaped_children_cpu() -> f64 {
+    stat_seconds("/proc/self/stat", 13..=14)
+}
+
+/// A live process's CPU and its reaped children's (utime, stime, cutime, cstime), in seconds.
+fn process_cpu(pid: u32) -> f64 {
+    stat_seconds(&format!("/proc/{pid}/stat"), 11..=14)
+}
+
+/// The sum of `/proc/…/stat` fields (counted after the command name; clock ticks of 1/100 s).
+fn stat_seconds(path: &str, fields: std::ops::RangeInclusive<usize>) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let values: Vec<f64> =
+        stat.rsplit_once(')').map_or(vec![], |(_, r)| r.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect());
+    fields.map(|i| values.get(i).copied().unwrap_or(0.0)).sum::<f64>() / 100.0
 }
 
 fn num_cpus() -> usize {
@@ -154,7 +251,8 @@ async fn main() {
     unsafe {
         std::env::set_var("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()));
     }
-    for prefetch in [2, 4] {
+    // memory-docs 0 skips the memory part.
+    for prefetch in [2, 4].into_iter().filter(|_| memory_docs > 0) {
         memory(prefetch, memory_docs).await;
     }
     big_archive(docs).await;

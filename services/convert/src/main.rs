@@ -1,4 +1,5 @@
-//! docket-convert binary: the stage service, or (as `child`) one isolated conversion.
+//! docket-convert binary: the stage service, or (as `child`) one isolated conversion, or (as
+//! `office-worker`) one warm LibreOffice converting the office documents the service sends it.
 
 use std::process::ExitCode;
 
@@ -6,8 +7,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     // The child must not start a runtime or thread pool: under an address-space
     // cap every extra thread and allocator arena eats into the document's budget.
-    if args.get(1).map(String::as_str) == Some("child") {
-        return docket_convert::child_main(&args[2..]);
+    match args.get(1).map(String::as_str) {
+        Some("child") => return docket_convert::engine::child_main(&args[2..]),
+        Some("office-worker") => return docket_convert::engine::office_worker_main(&args[2..]),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

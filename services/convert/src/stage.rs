@@ -15,7 +15,7 @@ use docket_shared::{
 };
 use tracing::debug;
 
-use crate::{ConvertError, Limits, convert_isolated, limits::host_prefetch};
+use docket_engine::{ConvertError, Engine, Limits, PoolSettings, limits::host_prefetch};
 
 pub fn service() -> Service {
     Service { name: "convert", port: 9104, needs: Needs::default() }
@@ -32,8 +32,17 @@ pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
         .or_else(|| std::env::current_exe().ok())
         .unwrap_or_else(|| PathBuf::from("docket-convert"));
     tracing::info!(prefetch, memory_cap = limits.memory_bytes, timeout = ?limits.timeout, "conversion limits");
+    // One warm office worker per slot: a slot never waits for LibreOffice to start.
+    let office = PoolSettings {
+        size: prefetch.into(),
+        limits,
+        max_docs: s.convert_office_max_docs,
+        max_rss_bytes: s.convert_office_max_rss,
+        work_dir: s.work_dir.clone(),
+    };
+    let engine = Engine::new(exe, office);
     // Two lanes, one bulkhead: urgent runs' documents take the next free slot.
-    let convert = Arc::new(Convert { app: app.clone(), exe, limits, prefetch, slots: Slots::new(prefetch.into()) });
+    let convert = Arc::new(Convert { app: app.clone(), engine, prefetch, slots: Slots::new(prefetch.into()) });
     vec![consumer(app, Lane::<false>(convert.clone())), consumer(app, Lane::<true>(convert))]
 }
 
@@ -44,8 +53,8 @@ pub async fn run() -> anyhow::Result<()> {
 
 pub struct Convert {
     app: Arc<App>,
-    exe: PathBuf,
-    limits: Limits,
+    /// Conversions: capped children, and warm office workers for DOCX, RTF, DOC and ODT.
+    engine: Engine,
     prefetch: u16,
     /// CONVERT_PREFETCH conversions at once across both lanes.
     slots: Slots,
@@ -104,7 +113,7 @@ impl Convert {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(_) => format!("document.{ext}"),
             };
-            let result = convert_isolated(&self.exe, &input, &output, &name, &self.limits).await;
+            let result = self.engine.convert(&input, &output, &name).await;
             let outcome = match result {
                 Ok(done) => {
                     let key = scratch::pdf(job.run_id, job.doc);

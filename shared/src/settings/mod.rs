@@ -109,7 +109,7 @@ pub struct Settings {
     pub delivery_limit: u32,
     /// `PREFETCH` [per stage]: messages in flight per consumer of this process.
     pub prefetch: Option<u16>,
-    /// `CONVERT_PREFETCH` [from cores, memory and the cap]: conversions in
+    /// `CONVERT_PREFETCH` [from cores, memory and the measured cost of a slot]: conversions in
     /// flight per convert instance.
     pub convert_prefetch: Option<u16>,
     /// `CONVERT_WINDOW` [64]: documents at the converters at once, fleet-wide
@@ -124,8 +124,15 @@ pub struct Settings {
     /// `CONVERT_TIMEOUT` [120s]: wall-clock cap of one conversion.
     pub convert_timeout: Duration,
     /// `CONVERT_EXE` [the running docket-convert]: the binary whose `child`
-    /// mode runs one conversion (tests running the stage in-process set it).
+    /// mode runs one conversion and whose `office-worker` mode keeps
+    /// LibreOffice warm (tests running the stage in-process set it).
     pub convert_exe: Option<PathBuf>,
+    /// `CONVERT_OFFICE_MAX_DOCS` [200]: documents an office worker converts
+    /// before it is replaced by a fresh one.
+    pub convert_office_max_docs: u32,
+    /// `CONVERT_OFFICE_MAX_RSS` [768MiB]: resident memory past which an office
+    /// worker is replaced after its document.
+    pub convert_office_max_rss: u64,
     /// `ARCHIVE_MAX_BYTES` [4GiB]: the most one archive may download or unpack to.
     pub archive_max_bytes: u64,
     /// `ARCHIVE_MAX_ENTRIES` [5000]: entries extracted from one archive.
@@ -245,6 +252,8 @@ impl Settings {
             convert_memory_limit: v.parsed("CONVERT_MEMORY_LIMIT", "1GiB", byte_size)?,
             convert_timeout: v.parsed("CONVERT_TIMEOUT", "120s", duration)?,
             convert_exe: v.get("CONVERT_EXE").map(PathBuf::from),
+            convert_office_max_docs: v.parsed("CONVERT_OFFICE_MAX_DOCS", "200", number)?,
+            convert_office_max_rss: v.parsed("CONVERT_OFFICE_MAX_RSS", "768MiB", byte_size)?,
             archive_max_bytes: v.parsed("ARCHIVE_MAX_BYTES", "4GiB", byte_size)?,
             archive_max_entries: v.parsed("ARCHIVE_MAX_ENTRIES", "5000", number)?,
             entry_max_bytes: v.parsed("ENTRY_MAX_BYTES", "256MiB", byte_size)?,
@@ -281,6 +290,7 @@ impl Settings {
             self.convert_memory_limit >= 64 << 20,
             "setting CONVERT_MEMORY_LIMIT: below 64MiB no conversion can start"
         );
+        anyhow::ensure!(self.convert_office_max_docs > 0, "setting CONVERT_OFFICE_MAX_DOCS: must be at least 1");
         if let Some(exe) = &self.convert_exe {
             anyhow::ensure!(exe.is_file(), "setting CONVERT_EXE: {} does not exist", exe.display());
         }

@@ -33,6 +33,11 @@ pub enum DocKind {
 }
 
 impl DocKind {
+    /// Converted by LibreOffice.
+    pub fn is_office(self) -> bool {
+        matches!(self, DocKind::Rtf | DocKind::Docx | DocKind::Doc | DocKind::Odt)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             DocKind::Pdf => "pdf",

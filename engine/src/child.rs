@@ -26,6 +26,10 @@ pub(crate) struct Outcome {
     pub internal: bool,
     #[serde(default)]
     pub peak_rss_kib: u64,
+    /// The document is an office document and the parent has warm office workers for it: the child
+    /// judged it and stopped there (no conversion), leaving it to [`crate::office::pool`].
+    #[serde(default)]
+    pub office: bool,
     /// Things the operator may want to know (a repaired PDF, missing glyphs): never document content.
     #[serde(default)]
     pub notes: Vec<String>,
@@ -49,16 +53,10 @@ fn take_notes() -> Vec<String> {
     NOTES.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
 }
 
-/// What the child runs; `args` are the arguments after `child`.
-///
-/// `--test hog|spin|hang|orphan` are test modes: allocate 2 GiB, burn CPU, hang, or leave a
-/// grandchild holding the output pipe and hang. They let the tests prove the caps without a crafted document; they do
-/// nothing a hostile document could not try, and the caps apply to them just the same.
+/// What the child runs; `args` are the arguments after `child`. (The tests' misbehaving modes are
+/// in `examples/test-child.rs`, not here.)
 pub fn child_main(args: &[String]) -> ExitCode {
     sandbox::child_setup();
-    if args.first().map(String::as_str) == Some("--test") {
-        return test_mode(args.get(1).map_or("", String::as_str));
-    }
     let [input, output] = args else {
         eprintln!("usage: {}=<document name> docket-convert child <input> <output>", crate::isolate::NAME_VAR);
         return ExitCode::from(2);
@@ -68,7 +66,21 @@ pub fn child_main(args: &[String]) -> ExitCode {
     let name = name.as_str();
     // Judged here once for the early line; convert_file judges again, which costs microseconds.
     let early = std::fs::read(input).map(|b| kind::sniff(&b, name)).unwrap_or(DocKind::Unknown);
-    emit(&Outcome { kind: early, done: false, pages: 0, error: None, internal: false, peak_rss_kib: 0, notes: vec![] });
+    let office = early.is_office() && std::env::var_os(crate::isolate::OFFICE_POOL_VAR).is_some();
+    emit(&Outcome {
+        kind: early,
+        done: office,
+        pages: 0,
+        error: None,
+        internal: false,
+        peak_rss_kib: 0,
+        office,
+        notes: vec![],
+    });
+    if office {
+        // Judged here, in the capped child, so the service never parses a document itself.
+        return ExitCode::SUCCESS;
+    }
 
     let result = std::panic::catch_unwind(|| convert_file(input, output, name)).unwrap_or_else(|panic| {
         let what = panic
@@ -88,6 +100,7 @@ pub fn child_main(args: &[String]) -> ExitCode {
         error: None,
         internal: false,
         peak_rss_kib: sandbox::peak_rss_kib(),
+        office: false,
         notes: take_notes(),
     };
     let code = match result {
@@ -117,44 +130,4 @@ fn emit(outcome: &Outcome) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-fn test_mode(mode: &str) -> ExitCode {
-    emit(&Outcome {
-        kind: DocKind::Unknown,
-        done: false,
-        pages: 0,
-        error: None,
-        internal: false,
-        peak_rss_kib: 0,
-        notes: vec![],
-    });
-    match mode {
-        "hog" => {
-            // Touch every page so the memory is really used, 64 MiB at a time, up to 2 GiB.
-            let mut hoard: Vec<Vec<u8>> = Vec::new();
-            for _ in 0..32 {
-                hoard.push(vec![1u8; 64 << 20]);
-            }
-            eprintln!("allocated {} MiB", hoard.len() * 64);
-            ExitCode::SUCCESS
-        }
-        "spin" => {
-            // Burn CPU until RLIMIT_CPU stops us.
-            let mut x = 0u64;
-            loop {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-            }
-        }
-        "orphan" => {
-            // A grandchild in our process group that keeps stdout open for a long time.
-            let _ = std::process::Command::new("sleep").arg("300").spawn();
-            std::thread::sleep(std::time::Duration::from_secs(300));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            std::thread::sleep(std::time::Duration::from_secs(300));
-            ExitCode::SUCCESS
-        }
-    }
 }

@@ -9,18 +9,19 @@ use nix::unistd::Pid;
 /// path in it (or in the tools it runs, which inherit them) escapes them.
 ///
 /// - `RLIMIT_AS` = `memory`: an allocation past the cap fails, and the Rust child aborts.
-/// - `RLIMIT_CPU`: SIGXCPU at `cpu` seconds, SIGKILL five seconds later if that is ignored.
+/// - `RLIMIT_CPU`: SIGXCPU at `cpu` seconds, SIGKILL at `cpu_hard` (a child: five seconds later,
+///   if SIGXCPU is ignored; an office worker: never, since it moves its own soft limit per document).
 /// - `RLIMIT_CORE` = 0: a crash must not write a gigabyte core file into the container.
 /// - `PR_SET_PDEATHSIG`: if the service dies, its children die with it rather than run on unowned.
 ///
 /// The process group is set by `Command::process_group(0)` (safe API) and `oom_score_adj` by the
 /// child itself ([`child_setup`]), which keeps this closure to plain system calls.
 #[allow(unsafe_code)]
-pub(crate) fn confine(cmd: &mut tokio::process::Command, memory: u64, cpu: u64) {
+pub(crate) fn confine(cmd: &mut tokio::process::Command, memory: u64, cpu: u64, cpu_hard: u64) {
     let parent = std::process::id();
     let hook = move || -> std::io::Result<()> {
         setrlimit(Resource::RLIMIT_AS, memory, memory)?;
-        setrlimit(Resource::RLIMIT_CPU, cpu, cpu.saturating_add(5))?;
+        setrlimit(Resource::RLIMIT_CPU, cpu, cpu_hard.max(cpu))?;
         setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
         // The parent may have died between fork and prctl: then nobody would ever send the signal.
@@ -33,7 +34,7 @@ pub(crate) fn confine(cmd: &mut tokio::process::Command, memory: u64, cpu: u64) 
     // async-signal-safe work is allowed, since another thread of the parent may have held a lock
     // (the allocator's, say) at the moment of the fork. The closure only makes system calls
     // (setrlimit, prctl, getppid) through nix's thin wrappers, which take integers and do not
-    // allocate; it captures two integers by value and touches no shared state. Returning an error
+    // allocate; it captures four integers by value and touches no shared state. Returning an error
     // makes spawn fail cleanly in the parent.
     unsafe {
         cmd.pre_exec(hook);

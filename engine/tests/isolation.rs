@@ -9,9 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use docket_convert::{ConvertError, DocKind, Limits, convert_isolated, isolate_test_child as run_child, samples};
-
-const EXE: &str = env!("CARGO_BIN_EXE_docket-convert");
+use docket_engine::{ConvertError, DocKind, Limits, convert_isolated, run_child};
+use docket_samples::fixtures as samples;
 
 fn limits(memory_mib: u64, timeout: Duration) -> Limits {
     Limits { memory_bytes: memory_mib << 20, timeout, cpu_seconds: 30 }
@@ -21,13 +20,13 @@ async fn isolated(
     bytes: &[u8],
     name: &str,
     limits: &Limits,
-) -> (tempfile::TempDir, std::path::PathBuf, Result<docket_convert::Converted, ConvertError>) {
+) -> (tempfile::TempDir, std::path::PathBuf, Result<docket_engine::Converted, ConvertError>) {
     let (dir, input, output) = scratch(bytes);
-    let result = convert_isolated(Path::new(EXE), &input, &output, name, limits).await;
+    let result = convert_isolated(&child_exe(), &input, &output, name, limits).await;
     (dir, output, result)
 }
 
-fn document_reason(result: &Result<docket_convert::Converted, ConvertError>) -> String {
+fn document_reason(result: &Result<docket_engine::Converted, ConvertError>) -> String {
     match result {
         Err(ConvertError::Document { reason, .. }) => reason.clone(),
         other => panic!("expected a document failure, got {other:?}"),
@@ -48,8 +47,9 @@ async fn a_child_allocating_2_gib_fails_alone_under_a_1_gib_cap_while_others_suc
     let cap = limits(1024, Duration::from_secs(60));
     let args: Vec<OsString> = vec!["child".into(), "--test".into(), "hog".into()];
     let (text, pdf) = (samples::text(50), samples::pdf(2));
+    let exe = child_exe();
     let (hog, a, b) = tokio::join!(
-        run_child(Path::new(EXE), &args, &cap),
+        run_child(&exe, &args, &cap),
         isolated(&text, "notes.txt", &cap),
         isolated(&pdf, "report.pdf", &cap),
     );
@@ -73,7 +73,7 @@ async fn a_real_image_too_big_for_its_cap_fails_with_the_cap_as_reason() {
 async fn a_hanging_child_and_its_grandchild_are_killed_at_the_timeout() {
     let args: Vec<OsString> = vec!["child".into(), "--test".into(), "orphan".into()];
     let started = Instant::now();
-    let report = run_child(Path::new(EXE), &args, &limits(1024, Duration::from_secs(1))).await;
+    let report = run_child(&child_exe(), &args, &limits(1024, Duration::from_secs(1))).await;
     let reason = document_reason(&report.result);
     assert!(reason.contains("took longer than 1 s"), "{reason}");
     // The grandchild held the child's stdout: returning promptly means the whole group died
@@ -85,14 +85,14 @@ async fn a_hanging_child_and_its_grandchild_are_killed_at_the_timeout() {
 async fn a_child_over_its_cpu_limit_is_stopped_with_that_reason() {
     let args: Vec<OsString> = vec!["child".into(), "--test".into(), "spin".into()];
     let cpu = Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(20), cpu_seconds: 1 };
-    let report = run_child(Path::new(EXE), &args, &cpu).await;
+    let report = run_child(&child_exe(), &args, &cpu).await;
     let reason = document_reason(&report.result);
     assert!(reason.contains("more than 1 s of CPU time"), "{reason}");
 }
 
 #[tokio::test]
 async fn a_document_failure_in_the_child_keeps_its_kind_and_reason() {
-    let (_dir, _output, result) = isolated(&samples::huge_png(), "bomb.png", &Limits::default()).await;
+    let (_dir, _output, result) = isolated(&samples::forged_png(), "bomb.png", &Limits::default()).await;
     match result {
         Err(ConvertError::Document { kind, reason }) => {
             assert_eq!(kind, DocKind::Png);
@@ -129,8 +129,7 @@ async fn a_timeout_kills_libreoffice_with_the_child() {
     }
     let (dir, input, output) = scratch(&samples::rtf());
     let result =
-        convert_isolated(Path::new(EXE), &input, &output, "letter.rtf", &limits(1024, Duration::from_millis(800)))
-            .await;
+        convert_isolated(&child_exe(), &input, &output, "letter.rtf", &limits(1024, Duration::from_millis(800))).await;
     assert!(document_reason(&result).contains("took longer than 0.8 s"));
     // No process may still be working in this conversion's scratch directory. SIGKILL is sent;
     // a large process takes a moment to finish dying, so poll with a deadline.

@@ -1,25 +1,32 @@
-//! Sample documents of every kind an archive holds, public for the conversion engine's tests too.
+//! docket-samples: the one generator of sample documents, for the stubs' archives, the conversion
+//! engine's tests and the benchmarks. Nothing here is read from disk or the network, and nothing
+//! here is compiled into a production binary.
 //!
 //! Every generator is deterministic: the same arguments give the same bytes.
-//! [`pdf`], [`text`], [`html`], [`cda`], [`rtf`] and [`docx`] are cheap;
-//! images cost more, so archives draw them from a small per-process cache
-//! ([`cached`]) while the functions here always build what they are asked for.
+//! Map of the crate:
+//! - the functions at the top ([`pdf`], [`tiff`], [`text`], [`html`], [`cda`], [`rtf`], [`docx`],
+//!   [`jpeg`], [`png`], …) write realistic documents varied by a seed, as archives hold them;
+//!   images cost more, so archives draw them from a small per-process cache ([`cached`]).
+//! - [`fixtures`]: fixed documents for one case each (every TIFF compression, a forged PNG header,
+//!   a damaged PDF, Latin-1 and UTF-16 text, …), the engine's edge cases.
 
-mod fax;
+mod faxes;
+pub mod fixtures;
 mod markup;
 mod office;
 mod pdf;
 mod photo;
-mod tiff;
+mod tiffwrite;
+mod util;
 pub(crate) mod words;
 
 use std::sync::OnceLock;
 
 use rand::RngCore;
 
-pub use fax::tiff;
+pub use faxes::tiff;
 pub use markup::{cda, html, text};
-pub use office::{docx, rtf, zip_of};
+pub use office::{docx, docx_of, rtf, zip_of};
 pub use pdf::pdf;
 pub use photo::{huge_png, jpeg, jpeg_cmyk, jpeg_with_orientation, png};
 

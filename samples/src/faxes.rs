@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use fax::{Color, VecWriter, encoder::Encoder};
 use rand::Rng;
 
-use super::tiff::{Page, packbits_row, write_tiff};
+use super::tiffwrite::{Page, packbits_row, write_tiff};
 use crate::util::{mix, rng};
 
 /// Letter at 200 dpi, the size of a fine-resolution fax page.

@@ -36,12 +36,19 @@ pub fn host_prefetch(cap: u64) -> usize {
     default_prefetch(cores, host_memory_bytes(), cap)
 }
 
-/// Conversions in flight per instance: each is single-threaded, so no more than the cores;
-/// each may grow to the cap, so no more than fit in memory after a reserve for the service itself,
-/// its page cache and a LibreOffice or two running over their share.
+/// What one conversion slot really holds, measured (docs/benchmarks.md): its warm office worker
+/// (about 210 MiB resident) and the child converting beside it; `scripts/bench-documents` measured
+/// 298 MiB a slot at prefetch 2 on a mixed archive, rounded up here for a margin.
+pub const SLOT_BYTES: u64 = 384 << 20;
+
+/// Conversions in flight per instance: each is single-threaded, so no more than the cores; each
+/// costs [`SLOT_BYTES`] as measured, and one document at a time may grow to the cap `cap`, so no
+/// more than fit in memory after a reserve for the service itself and its page cache and room for
+/// that one document. (The 1 GiB worst case for every slot at once is what the container's memory
+/// limit turns into the out-of-memory killer's choice of a conversion, never the service.)
 pub fn default_prefetch(cores: usize, mem_bytes: u64, cap: u64) -> usize {
     let reserve = (512 << 20) + mem_bytes / 16;
-    let by_memory = mem_bytes.saturating_sub(reserve) / cap.max(1);
+    let by_memory = mem_bytes.saturating_sub(reserve).saturating_sub(cap.saturating_sub(SLOT_BYTES)) / SLOT_BYTES;
     cores.min(usize::try_from(by_memory).unwrap_or(usize::MAX)).max(1)
 }
 
@@ -83,10 +90,12 @@ mod tests {
     }
 
     #[test]
-    fn default_prefetch_is_bounded_by_cores_and_by_memory() {
+    fn default_prefetch_is_bounded_by_cores_and_by_the_measured_cost_of_a_slot() {
         assert_eq!(default_prefetch(8, 12 * GIB, GIB), 8);
-        assert_eq!(default_prefetch(16, 12 * GIB, GIB), 10);
-        assert_eq!(default_prefetch(8, 2 * GIB, GIB), 1);
+        assert_eq!(default_prefetch(32, 12 * GIB, GIB), 27);
+        // The k8s pod: 4 cores, 512 MiB + 4 slots x 384 MiB + one document's 1 GiB = 3 GiB.
+        assert_eq!(default_prefetch(4, 3 * GIB, GIB), 4);
+        assert_eq!(default_prefetch(8, 2 * GIB, GIB), 2);
         assert_eq!(default_prefetch(2, GIB / 2, GIB), 1);
     }
 }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use docket_convert::DocKind;
-use docket_stubs::samples as stub;
+use docket_engine::DocKind;
+use docket_samples as stub;
 
 #[test]
 fn stub_fax_tiffs_of_every_style_keep_every_page() {

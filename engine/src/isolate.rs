@@ -18,6 +18,9 @@ use crate::{ConvertError, Converted, DocKind, Limits, sandbox};
 #[derive(Debug)]
 pub struct ChildReport {
     pub result: Result<Converted, ConvertError>,
+    /// The child judged an office document and left it to the office workers (only when asked to,
+    /// by [`run_judged`]); `result` then holds its kind and no pages.
+    pub office: bool,
     /// Peak resident memory of the child (or of the tool it ran, if larger); `None` if it was killed.
     pub peak_rss_bytes: Option<u64>,
     pub elapsed: Duration,
@@ -51,8 +54,17 @@ pub async fn run_isolated(exe: &Path, input: &Path, output: &Path, name: &str, l
     run_child_with(exe, &args, &[(NAME_VAR, name)], limits).await
 }
 
+/// [`run_isolated`], except that an office document is only judged, not converted: the child says
+/// so (`office` in the report) and the caller hands it to the warm office workers.
+pub(crate) async fn run_judged(exe: &Path, input: &Path, output: &Path, name: &str, limits: &Limits) -> ChildReport {
+    let args: Vec<OsString> = vec!["child".into(), absolute(input).into(), absolute(output).into()];
+    run_child_with(exe, &args, &[(NAME_VAR, name), (OFFICE_POOL_VAR, "1")], limits).await
+}
+
 /// The environment variable that carries the document's name to the child.
 pub(crate) const NAME_VAR: &str = "DOCKET_DOC_NAME";
+/// Set when the parent converts office documents in its warm workers.
+pub(crate) const OFFICE_POOL_VAR: &str = "DOCKET_OFFICE_POOL";
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
@@ -80,13 +92,14 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    sandbox::confine(&mut cmd, limits.memory_bytes, limits.cpu_seconds);
+    sandbox::confine(&mut cmd, limits.memory_bytes, limits.cpu_seconds, limits.cpu_seconds.saturating_add(5));
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             return report(
                 Err(ConvertError::Internal(format!("cannot start the converter child: {e}"))),
                 None,
+                false,
                 started,
             );
         }
@@ -110,6 +123,7 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
             return report(
                 Err(ConvertError::Internal(format!("cannot wait for the converter child: {e}"))),
                 None,
+                false,
                 started,
             );
         }
@@ -123,6 +137,7 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
     let outcome = last_outcome(&out);
     let kind = outcome.as_ref().map_or(DocKind::Unknown, |o| o.kind);
     let peak = outcome.as_ref().filter(|o| o.done).map(|o| o.peak_rss_kib * 1024);
+    let office = status.is_some() && outcome.as_ref().is_some_and(|o| o.done && o.office);
     for note in outcome.iter().flat_map(|o| &o.notes) {
         tracing::warn!(kind = %kind, "conversion note: {note}");
     }
@@ -139,7 +154,7 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
         (Some(reason), false) => Err(ConvertError::Document { kind: o.kind, reason }),
         (Some(why), true) => Err(ConvertError::Internal(why)),
     });
-    report(result, peak, started)
+    report(result, peak, office, started)
 }
 
 /// Kills a conversion's process group when dropped while still armed.
@@ -153,12 +168,17 @@ impl Drop for GroupGuard {
     }
 }
 
-fn report(result: Result<Converted, ConvertError>, peak_rss_bytes: Option<u64>, started: Instant) -> ChildReport {
-    ChildReport { result, peak_rss_bytes, elapsed: started.elapsed() }
+fn report(
+    result: Result<Converted, ConvertError>,
+    peak_rss_bytes: Option<u64>,
+    office: bool,
+    started: Instant,
+) -> ChildReport {
+    ChildReport { result, office, peak_rss_bytes, elapsed: started.elapsed() }
 }
 
 /// Environment the child keeps: finding tools, locale, scratch, and the converter's own settings.
-fn passed_through(key: &std::ffi::OsStr) -> bool {
+pub(crate) fn passed_through(key: &std::ffi::OsStr) -> bool {
     let key = key.to_string_lossy();
     matches!(&*key, "PATH" | "HOME" | "LANG" | "LC_ALL" | "TMPDIR" | "RUST_BACKTRACE") || key.starts_with("CONVERT_")
 }
@@ -191,7 +211,7 @@ fn died(status: std::process::ExitStatus, kind: DocKind, stderr: &str, limits: &
     }
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{} s", d.as_secs()) } else { format!("{:.1} s", d.as_secs_f64()) }
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use docket_convert::{ConvertError, Converted, convert_file};
+use docket_engine::{ConvertError, Converted, convert_file};
 
 /// A conversion's result, with the directory that holds its input and output.
 pub struct Run {
@@ -65,6 +65,17 @@ pub fn reason(run: &Run) -> String {
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The tests' converter binary (`examples/test-child.rs`): the production child and office worker,
+/// plus the test modes and hooks that must stay out of the service. Cargo builds examples
+/// with the tests, into `target/<profile>/examples/`, beside the tests' own `deps/`.
+pub fn child_exe() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(Path::parent).unwrap();
+    let child = profile.join("examples").join("test-child");
+    assert!(child.is_file(), "{} is built with the tests (cargo test builds examples)", child.display());
+    child
 }
 
 pub fn soffice_installed() -> bool {

@@ -69,6 +69,12 @@ pub fn docx(seed: u64) -> Vec<u8> {
         body.push_str(&para(&words::paragraph(&mut r, 3), false));
         body.push_str(&para(words::one(&mut r, words::INTERNATIONAL), false));
     }
+    docx_of(&body)
+}
+
+/// A DOCX whose body is `body` (WordprocessingML paragraphs), on A4 with 2.5 cm margins: the three
+/// parts Word needs and nothing else.
+pub fn docx_of(body: &str) -> Vec<u8> {
     let document = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
          <w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>{body}\

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use docket_convert::{DocKind, samples};
+use docket_engine::DocKind;
+use docket_samples::fixtures as samples;
 
 #[test]
 fn multilingual_text_becomes_text_pages_with_a_page_break_at_the_form_feed() {
@@ -98,7 +99,7 @@ fn cmyk_jpeg_png_and_gif_convert() {
 
 #[test]
 fn a_png_declaring_50000_by_50000_fails_before_decoding() {
-    let run = convert(&samples::huge_png(), "bomb.png");
+    let run = convert(&samples::forged_png(), "bomb.png");
     assert!(reason(&run).contains("too large"), "{}", reason(&run));
 }
 
@@ -129,11 +130,11 @@ fn mislabelled_files_are_judged_by_content() {
     assert_eq!(assert_pdf(&convert(&samples::png(50, 50, false), "letter.txt"), 1).kind, DocKind::Png);
     assert_eq!(assert_pdf(&convert(&samples::pdf(1), "image.jpg"), 1).kind, DocKind::Pdf);
     assert_eq!(assert_pdf(&convert(&samples::g4_tiff(1, 100), "fax.pdf"), 1).kind, DocKind::Tiff);
-    assert_eq!(docket_convert::kind::sniff(&samples::docx(&["x"]), "letter.doc"), DocKind::Docx);
-    assert_eq!(docket_convert::kind::sniff(&samples::rtf(), "letter.txt"), DocKind::Rtf);
+    assert_eq!(docket_engine::kind::sniff(&samples::docx(&["x"]), "letter.doc"), DocKind::Docx);
+    assert_eq!(docket_engine::kind::sniff(&samples::rtf(), "letter.txt"), DocKind::Rtf);
     // An HTML fragment is HTML when the name says so, XML otherwise.
-    assert_eq!(docket_convert::kind::sniff(b"<note><b>x</b></note>", "page.htm"), DocKind::Html);
-    assert_eq!(docket_convert::kind::sniff(b"<note><b>x</b></note>", "data.xml"), DocKind::Xml);
+    assert_eq!(docket_engine::kind::sniff(b"<note><b>x</b></note>", "page.htm"), DocKind::Html);
+    assert_eq!(docket_engine::kind::sniff(b"<note><b>x</b></note>", "data.xml"), DocKind::Xml);
 }
 
 #[test]
