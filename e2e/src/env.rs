@@ -25,6 +25,9 @@ pub struct TestOptions {
     pub tracker: TaskTrackerConfig,
     /// Settings on top of the time-scaled defaults below.
     pub vars: Vec<(&'static str, String)>,
+    /// The broker the test's vhost lives on [the machine's]: a private node
+    /// or cluster for tests that stop it.
+    pub broker: Option<rabbit::Target>,
 }
 
 impl Default for TestOptions {
@@ -37,7 +40,7 @@ impl Default for TestOptions {
             ..DocexConfig::default()
         };
         let tracker = TaskTrackerConfig { rate: "50/s".parse().expect("a valid rate"), ..TaskTrackerConfig::default() };
-        TestOptions { docex, tracker, vars: Vec::new() }
+        TestOptions { docex, tracker, vars: Vec::new(), broker: None }
     }
 }
 
@@ -107,6 +110,9 @@ impl TestEnv {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         sweep().await;
+        if let Some(target) = options.broker.clone() {
+            rabbit::set_target(&id, target);
+        }
         rabbit::create_vhost(&id).await.expect("creating the test's vhost");
         let admin = PgPool::connect(ADMIN_DB).await.expect("connecting to PostgreSQL");
         sqlx::query(&format!("CREATE DATABASE {id}")).execute(&admin).await.expect("creating the test database");
