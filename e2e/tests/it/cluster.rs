@@ -22,9 +22,9 @@ fn options(search_rate: &str, broker: &Private) -> TestOptions {
     o
 }
 
-async fn done(env: &TestEnv) -> i64 {
+async fn done(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM docket.runs WHERE state = 'done'")
-        .fetch_one(&env.pool)
+        .fetch_one(pool)
         .await
         .expect("counting finished runs")
 }
@@ -51,45 +51,45 @@ async fn a_cluster_losing_its_busiest_node_to_sigkill_and_another_to_a_stop_whil
     env.wait_finished(10, Duration::from_secs(120)).await;
 
     // The node outages run beside the stage kills.
-    let vhost = env.vhost.clone();
+    let (vhost, pool) = (env.vhost.clone(), env.pool.clone());
     let outages = tokio::spawn(async move {
         let leaders = cluster.leaders(&vhost).await;
         println!("queue leaders before: {leaders:?}");
         let busiest = leaders.first().map(|l| l.0).expect("the vhost's queues have leaders");
         cluster.kill(busiest).await;
         let killed_at = Instant::now();
-        println!("SIGKILLed node {busiest}");
+        let done_at_kill = done(&pool).await;
+        println!("SIGKILLed node {busiest} with {done_at_kill} of 200 runs done");
         tokio::time::sleep(Duration::from_secs(60)).await;
         cluster.start_node(busiest).await;
         println!("node {busiest} back after {:?}", killed_at.elapsed());
         let second = cluster.nodes.iter().copied().find(|n| *n != busiest).expect("three nodes");
         cluster.safe_to_stop(second).await;
         cluster.stop_node(second).await;
-        println!("stopped node {second} at {:?}", killed_at.elapsed());
+        let done_at_stop = done(&pool).await;
+        println!("stopped node {second} at {:?} with {done_at_stop} runs done", killed_at.elapsed());
         tokio::time::sleep(Duration::from_secs(30)).await;
         cluster.start_node(second).await;
         println!("node {second} back at {:?}; leaders now {:?}", killed_at.elapsed(), cluster.leaders(&vhost).await);
+        (done_at_kill, done_at_stop)
     });
 
     // A stage process SIGKILLed and started again every few seconds, as in
     // the crash test, until the node outages are over.
     let mut kills = 0;
-    let mut mid_batch = None;
     while !outages.is_finished() {
         tokio::time::sleep(Duration::from_secs(4)).await;
-        if mid_batch.is_none() {
-            mid_batch = Some(done(&env).await);
-        }
         let victim = rand::random_range(0..procs.len());
         let (stage, index) = procs[victim];
         env.kill(index);
         procs[victim] = (stage, env.spawn_process(stage));
         kills += 1;
     }
-    outages.await.expect("the node outages ran");
-    let finished_at_end_of_outages = done(&env).await;
-    println!("{kills} stage processes SIGKILLed; {finished_at_end_of_outages} of 200 runs done when the outages ended");
-    assert!(mid_batch.is_some_and(|d| d < 150), "the first node died mid-batch ({mid_batch:?} runs done)");
+    let (done_at_kill, done_at_stop) = outages.await.expect("the node outages ran");
+    let done_after = done(&env.pool).await;
+    println!("{kills} stage processes SIGKILLed; {done_after} of 200 runs done when the outages ended");
+    assert!(done_at_kill < 100, "the first node died mid-batch ({done_at_kill} runs done)");
+    assert!(done_at_stop < 200, "the second node stopped mid-batch too ({done_at_stop} runs done)");
 
     env.wait_finished(200, Duration::from_secs(240)).await;
     every_run_finished_once(&env, 200).await;
@@ -106,7 +106,7 @@ async fn a_private_rabbitmq_stopped_and_started_mid_batch_loses_and_doubles_noth
     env.wait_finished(15, Duration::from_secs(120)).await;
 
     node.stop_node(0).await;
-    let finished_while_down = done(&env).await;
+    let finished_while_down = done(&env.pool).await;
     println!("broker stopped with {finished_while_down} of 80 runs done");
     assert!(finished_while_down < 80, "the broker stopped mid-batch");
     tokio::time::sleep(Duration::from_secs(15)).await;
