@@ -99,7 +99,7 @@ impl Private {
                 Some((node, count))
             })
             .collect();
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         counts
     }
 }
