@@ -30,6 +30,9 @@ pub struct TestOptions {
     /// The PostgreSQL server (URL without a database) the test's database
     /// is created on: the machine's, or a private one the test may stop.
     pub postgres: String,
+    /// The broker the test's vhost lives on [the machine's]: a private node
+    /// or cluster for tests that stop it.
+    pub broker: Option<rabbit::Target>,
 }
 
 impl Default for TestOptions {
@@ -42,7 +45,7 @@ impl Default for TestOptions {
             ..DocexConfig::default()
         };
         let tracker = TaskTrackerConfig { rate: "50/s".parse().expect("a valid rate"), ..TaskTrackerConfig::default() };
-        TestOptions { docex, tracker, vars: Vec::new(), postgres: SHARED_POSTGRES.into() }
+        TestOptions { docex, tracker, vars: Vec::new(), postgres: SHARED_POSTGRES.into(), broker: None }
     }
 }
 
@@ -112,6 +115,9 @@ impl TestEnv {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         sweep().await;
+        if let Some(target) = options.broker.clone() {
+            rabbit::set_target(&id, target);
+        }
         rabbit::create_vhost(&id).await.expect("creating the test's vhost");
         let admin = PgPool::connect(&format!("{}/postgres", options.postgres)).await.expect("connecting to PostgreSQL");
         sqlx::query(&format!("CREATE DATABASE {id}")).execute(&admin).await.expect("creating the test database");

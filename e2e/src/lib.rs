@@ -7,8 +7,11 @@
 //!   real processes (to kill with SIGKILL).
 //! - [`rabbit`]: vhosts through the management API, raw publishing, reading
 //!   parked messages.
+//! - [`cluster`]: private RabbitMQ nodes (a three-node cluster, a single
+//!   node) that tests and benchmarks kill, stop and start.
 //! - [`wait`]: polling with a deadline, never bare sleeps.
 
+pub mod cluster;
 pub mod env;
 pub mod rabbit;
 pub mod redis;

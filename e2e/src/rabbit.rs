@@ -1,7 +1,13 @@
 //! RabbitMQ from the test's side: a vhost per test through the management
-//! API, publishing raw bodies, and reading what was parked.
+//! API, publishing raw bodies, and reading what was parked. A test's vhost
+//! lives on the machine's broker unless the test names another one (a
+//! private node or cluster it may stop) with [`Target`].
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+    time::Duration,
+};
 
 use lapin::{
     BasicProperties, Connection, ConnectionProperties,
@@ -13,12 +19,60 @@ pub fn management_url() -> String {
     std::env::var("RABBITMQ_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
 }
 
+/// The broker a test's vhost lives on: its nodes' AMQP addresses
+/// (`host:port`) and their management URLs, in the same order.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub nodes: Vec<String>,
+    pub management: Vec<String>,
+}
+
+impl Target {
+    /// The machine's own RabbitMQ.
+    pub fn machine() -> Target {
+        Target { nodes: vec!["127.0.0.1:5672".into()], management: vec![management_url()] }
+    }
+}
+
+/// Vhosts that live elsewhere than on the machine's broker (vhost names are
+/// unique per test, so tests in one process do not see each other's).
+static TARGETS: LazyLock<Mutex<HashMap<String, Target>>> = LazyLock::new(Mutex::default);
+
+/// Puts `vhost` on `target` (before [`create_vhost`]).
+pub fn set_target(vhost: &str, target: Target) {
+    TARGETS.lock().expect("the targets lock is never poisoned").insert(vhost.to_string(), target);
+}
+
+pub fn target(vhost: &str) -> Target {
+    TARGETS.lock().expect("the targets lock is never poisoned").get(vhost).cloned().unwrap_or_else(Target::machine)
+}
+
+/// Runs a management call against each node of the vhost's broker in turn
+/// until one answers (a node of a cluster may be down).
+async fn on_management<T, F, Fut>(vhost: &str, call: F) -> anyhow::Result<T>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut last = anyhow::anyhow!("no management URL");
+    for base in target(vhost).management {
+        match call(base).await {
+            Ok(value) => return Ok(value),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a plain HTTP client builds")
 }
 
 pub async fn create_vhost(name: &str) -> anyhow::Result<()> {
-    let base = management_url();
+    on_management(name, |base| create_vhost_on(base, name)).await
+}
+
+async fn create_vhost_on(base: String, name: &str) -> anyhow::Result<()> {
     let c = http();
     let r = c.put(format!("{base}/api/vhosts/{name}")).basic_auth("guest", Some("guest")).send().await?;
     anyhow::ensure!(r.status().is_success(), "creating vhost {name}: {} (is rabbitmq_management enabled?)", r.status());
@@ -34,8 +88,11 @@ pub async fn create_vhost(name: &str) -> anyhow::Result<()> {
 }
 
 pub async fn delete_vhost(name: &str) -> anyhow::Result<()> {
-    http().delete(format!("{}/api/vhosts/{name}", management_url())).basic_auth("guest", Some("guest")).send().await?;
-    Ok(())
+    on_management(name, |base| async move {
+        http().delete(format!("{base}/api/vhosts/{name}")).basic_auth("guest", Some("guest")).send().await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Test vhosts (named `docket_t_<unix seconds>_…`) left by crashed runs more than two hours ago.
@@ -50,12 +107,25 @@ pub async fn stale_vhosts() -> anyhow::Result<Vec<String>> {
     Ok(list.iter().filter_map(|v| v["name"].as_str()).filter(|n| crate::env::is_stale(n)).map(String::from).collect())
 }
 
+/// `AMQP_URL` for the vhost: one URL per node of its broker, comma-separated.
 pub fn amqp_url(vhost: &str) -> String {
-    format!("amqp://guest:guest@127.0.0.1:5672/{vhost}")
+    target(vhost).nodes.iter().map(|node| format!("amqp://guest:guest@{node}/{vhost}")).collect::<Vec<_>>().join(",")
 }
 
+/// A connection to the first node of the vhost's broker that takes one.
 pub async fn connect(vhost: &str) -> anyhow::Result<Connection> {
-    Ok(Connection::connect(&amqp_url(vhost), ConnectionProperties::default()).await?)
+    let mut last = anyhow::anyhow!("no broker node");
+    for node in target(vhost).nodes {
+        let url = format!("amqp://guest:guest@{node}/{vhost}");
+        match tokio::time::timeout(Duration::from_secs(5), Connection::connect(&url, ConnectionProperties::default()))
+            .await
+        {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => last = e.into(),
+            Err(_) => last = anyhow::anyhow!("{node} did not answer"),
+        }
+    }
+    Err(last)
 }
 
 /// Publishes `body` to `queue` through the default exchange, as a person
@@ -127,8 +197,9 @@ pub async fn parked(vhost: &str) -> anyhow::Result<Vec<(String, String)>> {
 
 /// How many client connections the vhost has (as the management API last saw).
 pub async fn connections(vhost: &str) -> anyhow::Result<usize> {
+    let base = target(vhost).management[0].clone();
     let list: Vec<serde_json::Value> = http()
-        .get(format!("{}/api/vhosts/{vhost}/connections", management_url()))
+        .get(format!("{base}/api/vhosts/{vhost}/connections"))
         .basic_auth("guest", Some("guest"))
         .send()
         .await?
@@ -141,7 +212,7 @@ pub async fn connections(vhost: &str) -> anyhow::Result<usize> {
 /// broker restart or a network cut would.
 pub async fn close_connections(vhost: &str) -> anyhow::Result<usize> {
     let c = http();
-    let base = management_url();
+    let base = target(vhost).management[0].clone();
     let list: Vec<serde_json::Value> = c
         .get(format!("{base}/api/vhosts/{vhost}/connections"))
         .basic_auth("guest", Some("guest"))

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use docket_e2e::TestEnv;
-use docket_stubs::{ArchiveKind, Budget, Profile, Task, budget::max_in_window};
+use docket_stubs::{ArchiveKind, Budget, Profile, Task, TaskStatus, budget::max_in_window};
 
 pub fn profile(documents: u32, kind: ArchiveKind) -> Profile {
     Profile { documents, kind, job_ms: Some(300), ..Profile::default() }
@@ -62,4 +62,38 @@ pub fn assert_budgets_held(env: &TestEnv, slack: u32) {
         assert!(over <= u64::from(slack), "{name}: {over} requests over budget");
         assert!(most <= u64::from(stats.limit + slack), "{name}: {most} requests in one window");
     }
+}
+
+/// Every one of `patients` runs finished exactly once: one run each, done;
+/// one TaskTracker task each with one report and a final status that
+/// agrees with the patient's row; every document reached an outcome.
+pub async fn every_run_finished_once(env: &TestEnv, patients: usize) {
+    let runs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT patient_id, count(*) FROM docket.runs WHERE state = 'done' GROUP BY patient_id ORDER BY patient_id",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("counting runs");
+    assert_eq!(runs.len(), patients, "every patient's run is done");
+    assert!(runs.iter().all(|(_, n)| *n == 1), "no patient has two runs");
+    let tasks = env.tracker.tasks();
+    one_task_one_report_each(&tasks, patients);
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as("SELECT patient_id, documents_status FROM patients")
+        .fetch_all(&env.pool)
+        .await
+        .expect("reading statuses");
+    for t in &tasks {
+        let expected = match t.status {
+            TaskStatus::DocumentsFound => "DOCUMENTS_FOUND",
+            TaskStatus::DocumentsNotFound => "DOCUMENTS_NOT_FOUND",
+            TaskStatus::New => panic!("task {} never got its status", t.task_id),
+        };
+        let row = rows.iter().find(|(p, _)| *p == t.patient_id).map(|(_, s)| s.as_deref());
+        assert_eq!(row, Some(Some(expected)), "the patient's row agrees with task {}", t.task_id);
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM docket.documents WHERE state NOT IN ('done', 'failed')")
+        .fetch_one(&env.pool)
+        .await
+        .expect("counting documents");
+    assert_eq!(left, 0, "every document reached an outcome");
 }

@@ -3,6 +3,7 @@
 //! and Redis, with the DocEx and TaskTracker stubs.
 
 mod budgets;
+mod cluster;
 mod common;
 mod crash;
 mod documents;

@@ -6,6 +6,12 @@
 //! for a delivery from before a reconnect does nothing anyway, so a clean
 //! rebuild (new connection, new channels, in-flight work dropped and
 //! redelivered) is both simpler and what actually happens on the wire.
+//!
+//! `AMQP_URL` may list the nodes of a cluster. Each connection attempt goes
+//! round the list from the node after the one last used (a random one at
+//! first, so replicas spread), so a service whose node dies is on another
+//! within a second; the quorum queues' surviving replicas deliver again
+//! what was unacked on the dead connection.
 
 pub mod consume;
 pub mod dead;
@@ -13,7 +19,13 @@ pub mod message;
 pub mod publish;
 pub mod topology;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use lapin::{Connection, ConnectionProperties, options::ConfirmSelectOptions};
 use tokio::sync::RwLock;
@@ -24,11 +36,16 @@ pub use consume::{Consumer, Handler, consumer};
 pub use message::{Meta, Outgoing};
 pub use publish::{PublishError, Publisher};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, amqp_address};
+
+/// How long one node may take to accept a connection before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Broker {
-    url: crate::settings::Secret,
+    urls: Arc<Vec<crate::settings::Secret>>,
+    /// Where in `urls` the next connection attempt starts.
+    next: Arc<AtomicUsize>,
     name: String,
     pub publisher: Publisher,
     connection: Arc<RwLock<Option<Arc<Connection>>>>,
@@ -37,17 +54,52 @@ pub struct Broker {
 impl Broker {
     pub fn new(settings: &Settings, name: &str) -> Broker {
         Broker {
-            url: settings.amqp_url.clone(),
+            next: Arc::new(AtomicUsize::new(rand::random_range(0..settings.amqp_urls.len().max(1)))),
+            urls: Arc::new(settings.amqp_urls.clone()),
             name: name.to_string(),
             publisher: Publisher::new(settings.delay_tiers.clone()),
             connection: Arc::default(),
         }
     }
 
-    /// Opens a connection (for tools like the CLI that need no supervisor).
-    pub async fn connect(&self) -> lapin::Result<Connection> {
-        let props = ConnectionProperties::default().with_connection_name(self.name.as_str().into());
-        Connection::connect(self.url.expose(), props).await
+    /// Opens a connection to the first node that answers, going round the
+    /// list once from where the last attempt left off (also for tools like
+    /// the CLI that need no supervisor).
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let count = self.urls.len();
+        let start = self.next.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..count {
+            let at = (start + i) % count;
+            let url = self.urls[at].expose();
+            let props = ConnectionProperties::default().with_connection_name(self.name.as_str().into());
+            // A node that is down refuses at once; one that hangs must not
+            // hold up the rest of the list.
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await;
+            match attempt {
+                Ok(Ok(conn)) => {
+                    // Next time (this node lost, say) start with the one after it.
+                    self.next.store(at + 1, Ordering::Relaxed);
+                    if count > 1 {
+                        info!(node = %amqp_address(url), "connected to broker node");
+                    }
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => {
+                    warn!(node = %amqp_address(url), error = %e, "broker node unavailable");
+                    last = Some(anyhow::Error::from(e).context(format!("broker node {}", amqp_address(url))));
+                }
+                Err(_) => {
+                    warn!(node = %amqp_address(url), timeout = ?CONNECT_TIMEOUT, "broker node did not answer");
+                    last = Some(anyhow::anyhow!(
+                        "broker node {} did not answer within {CONNECT_TIMEOUT:?}",
+                        amqp_address(url)
+                    ));
+                }
+            }
+        }
+        self.next.store(start + 1, Ordering::Relaxed);
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("AMQP_URL lists no broker")))
     }
 
     /// The supervisor's current connection, for side tasks that need a

@@ -3,7 +3,7 @@
 
 mod parse;
 
-pub use parse::{Rate, byte_size, duration, duration_list};
+pub use parse::{Rate, amqp_address, amqp_urls, byte_size, duration, duration_list};
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -39,8 +39,10 @@ pub enum LogFormat {
 /// environment variable, the unit and the default.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `AMQP_URL` [amqp://guest:guest@127.0.0.1:5672/%2f]: RabbitMQ.
-    pub amqp_url: Secret,
+    /// `AMQP_URL` [amqp://guest:guest@127.0.0.1:5672/%2f]: RabbitMQ; a
+    /// comma-separated list for the nodes of a cluster (each URL with its
+    /// own credentials and vhost). Connections rotate through the list.
+    pub amqp_urls: Vec<Secret>,
     /// `REDIS_URL` [redis://127.0.0.1:6379/0]: the limiter's and breakers' home.
     pub redis_url: Secret,
     /// `REDIS_KEY_PREFIX` [docket]: prefix of every Redis key, so that two
@@ -216,7 +218,11 @@ impl Settings {
         let local = |dir: &str| format!("file://{}", cwd.join("var").join(dir).display());
         let secret = |name: &str, default: &str| Secret::new(v.text(name, default));
         let settings = Settings {
-            amqp_url: secret("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            amqp_urls: v
+                .parsed("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f", amqp_urls)?
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
             redis_url: secret("REDIS_URL", "redis://127.0.0.1:6379/0"),
             redis_key_prefix: v.text("REDIS_KEY_PREFIX", "docket"),
             database_url: secret("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
@@ -337,5 +343,10 @@ mod tests {
         let s = Settings::from_vars(&vars(&[("DOCEX_TOKEN", "hunter2")])).expect("valid");
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s:?}").contains("guest:guest"));
+        let s = Settings::from_vars(&vars(&[("AMQP_URL", "amqp://u:pw1@a/%2f,amqp://u:pw2@b/%2f")])).expect("valid");
+        assert_eq!(s.amqp_urls.len(), 2);
+        assert!(!format!("{s:?}").contains("pw1") && !format!("{s:?}").contains("pw2"));
+        let err = Settings::from_vars(&vars(&[("AMQP_URL", "amqp://u:pw1@a/%2f,ftp://b")])).expect_err("invalid");
+        assert!(err.to_string().contains("AMQP_URL") && !err.to_string().contains("pw1"), "{err}");
     }
 }

@@ -82,9 +82,75 @@ pub fn duration_list(text: &str) -> Result<Vec<Duration>, String> {
     Ok(list)
 }
 
+/// Parses `AMQP_URL`: one AMQP URL, or several separated by commas (the
+/// nodes of one cluster), each with its own credentials and vhost. Errors
+/// name the address by its place in the list, never by its text, which may
+/// hold a password.
+pub fn amqp_urls(text: &str) -> Result<Vec<String>, String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if parts.is_empty() {
+        return Err("expected one or more amqp:// URLs separated by commas".into());
+    }
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let which = if count == 1 { "the address".to_string() } else { format!("address {} of {count}", i + 1) };
+            let url = url::Url::parse(part).map_err(|e| format!("{which} is not a URL ({e})"))?;
+            if !matches!(url.scheme(), "amqp" | "amqps") {
+                return Err(format!("{which} has scheme {:?}; use amqp:// or amqps://", url.scheme()));
+            }
+            // lapin's own parser must take it too (its error would echo the
+            // URL, password included, so only its verdict is kept).
+            part.parse::<lapin::uri::AMQPUri>().map_err(|_| format!("{which} is not a valid AMQP URL"))?;
+            Ok(part.to_string())
+        })
+        .collect()
+}
+
+/// An AMQP address as logs may show it: host, port and vhost, no credentials.
+pub fn amqp_address(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}{}",
+            u.host_str().unwrap_or("?"),
+            u.port().unwrap_or(if u.scheme() == "amqps" { 5671 } else { 5672 }),
+            u.path()
+        ),
+        Err(_) => "an unparseable address".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amqp_url_takes_a_list_each_with_its_own_credentials_and_vhost() {
+        let urls = amqp_urls(" amqp://a:pw1@node1:5681/%2f , amqps://b:pw2@node2/orders,amqp://node3:5683/v%2Fx ,")
+            .expect("three valid URLs");
+        assert_eq!(urls.len(), 3);
+        let parsed: Vec<lapin::uri::AMQPUri> = urls.iter().map(|u| u.parse().expect("valid")).collect();
+        let users: Vec<&str> = parsed.iter().map(|u| u.authority.userinfo.username.as_str()).collect();
+        assert_eq!(users, ["a", "b", "guest"]);
+        assert_eq!(parsed[1].authority.userinfo.password, "pw2");
+        let vhosts: Vec<&str> = parsed.iter().map(|u| u.vhost.as_str()).collect();
+        assert_eq!(vhosts, ["/", "orders", "v/x"]);
+        assert_eq!(parsed[1].authority.port, 5671);
+        assert_eq!(amqp_address(&urls[0]), "node1:5681/%2f");
+        assert_eq!(amqp_address(&urls[1]), "node2:5671/orders");
+        assert_eq!(amqp_urls("amqp://guest:guest@127.0.0.1:5672/%2f").map(|u| u.len()), Ok(1));
+    }
+
+    #[test]
+    fn a_bad_amqp_address_is_named_by_place_never_by_its_password() {
+        let err = amqp_urls("amqp://u:secret1@h1/,http://u:secret2@h2/").expect_err("http is not AMQP");
+        assert!(err.contains("address 2 of 2") && !err.contains("secret"), "{err}");
+        let err = amqp_urls("amqp://u:secret1@h1/,not a url").expect_err("not a URL");
+        assert!(err.contains("address 2 of 2") && !err.contains("secret"), "{err}");
+        assert!(amqp_urls(" , ").is_err());
+    }
 
     #[test]
     fn rates_parse_in_every_unit() {
