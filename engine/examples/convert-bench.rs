@@ -9,6 +9,7 @@
 //! second is also per core. The benchmark is its own child binary (`convert-bench child …`
 //! behaves as `docket-convert child …`), so it needs no other build.
 
+use docket_samples::cpu;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -166,30 +167,12 @@ struct Cpu(f64);
 
 impl Cpu {
     fn now(pids: &[u32]) -> Cpu {
-        Cpu(reaped_children() + pids.iter().map(|p| process_cpu(*p)).sum::<f64>())
+        Cpu(cpu::reaped_children() + pids.iter().map(|p| cpu::process(*p)).sum::<f64>())
     }
 
     fn since(&self, pids: &[u32]) -> f64 {
         Cpu::now(pids).0 - self.0
     }
-}
-
-/// This process's reaped children's CPU (cutime + cstime), in seconds.
-fn reaped_children() -> f64 {
-    stat_seconds("/proc/self/stat", 13..=14)
-}
-
-/// A live process's CPU and that of the children it reaped (utime, stime, cutime, cstime).
-fn process_cpu(pid: u32) -> f64 {
-    stat_seconds(&format!("/proc/{pid}/stat"), 11..=14)
-}
-
-/// The sum of `/proc/…/stat` fields (counted after the command name, in clock ticks of 1/100 s).
-fn stat_seconds(path: &str, fields: std::ops::RangeInclusive<usize>) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let values: Vec<f64> =
-        stat.rsplit_once(')').map_or(vec![], |(_, r)| r.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect());
-    fields.map(|i| values.get(i).copied().unwrap_or(0.0)).sum::<f64>() / 100.0
 }
 
 fn timed(n: usize, mut f: impl FnMut() -> Result<u32, String>) -> (f64, Result<u32, String>) {

@@ -10,6 +10,7 @@
 //! - [`fixtures`]: fixed documents for one case each (every TIFF compression, a forged PNG header,
 //!   a damaged PDF, Latin-1 and UTF-16 text, …), the engine's edge cases.
 
+pub mod cpu;
 mod faxes;
 pub mod fixtures;
 mod markup;

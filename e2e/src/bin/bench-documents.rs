@@ -13,6 +13,7 @@
 //!    a time, by the engine as the service runs it, warm office worker
 //!    included) divided by the cores; and the ratio of the two.
 
+use docket_stubs::samples::cpu;
 use std::{
     collections::HashMap,
     path::Path,
@@ -199,12 +200,12 @@ async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
         // The stored name is "<doc>-<archive name>"; the archive name is the hint the stage uses.
         let name = name.split_once('-').map_or(name.clone(), |(_, n)| n.to_owned());
         let pids = engine.office().idle_pids();
-        let before = reaped_children_cpu() + pids.iter().map(|p| process_cpu(*p)).sum::<f64>();
+        let before = cpu::reaped_children() + pids.iter().map(|p| cpu::process(*p)).sum::<f64>();
         let result = engine.convert(file, &output, &name).await;
         // A worker started for this document counts whole (LibreOffice's start included): the
         // service pays that once per worker too.
         let pids_after = engine.office().idle_pids();
-        let after = reaped_children_cpu() + pids_after.iter().map(|p| process_cpu(*p)).sum::<f64>();
+        let after = cpu::reaped_children() + pids_after.iter().map(|p| cpu::process(*p)).sum::<f64>();
         let cpu = (after - before).max(0.0);
         total += cpu;
         let kind = match result {
@@ -217,24 +218,6 @@ async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
         e.1 += cpu;
     }
     (total, by_kind)
-}
-
-/// CPU of this process's reaped children (cutime + cstime), in seconds.
-fn reaped_children_cpu() -> f64 {
-    stat_seconds("/proc/self/stat", 13..=14)
-}
-
-/// A live process's CPU and its reaped children's (utime, stime, cutime, cstime), in seconds.
-fn process_cpu(pid: u32) -> f64 {
-    stat_seconds(&format!("/proc/{pid}/stat"), 11..=14)
-}
-
-/// The sum of `/proc/…/stat` fields (counted after the command name; clock ticks of 1/100 s).
-fn stat_seconds(path: &str, fields: std::ops::RangeInclusive<usize>) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let values: Vec<f64> =
-        stat.rsplit_once(')').map_or(vec![], |(_, r)| r.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect());
-    fields.map(|i| values.get(i).copied().unwrap_or(0.0)).sum::<f64>() / 100.0
 }
 
 fn num_cpus() -> usize {
