@@ -27,9 +27,27 @@ pub struct PatientRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum StoreStep {
-    Original { run_id: Uuid, doc: i32 },
-    Pdf { run_id: Uuid, doc: i32, outcome: Conversion },
+    /// One original (the form before originals travelled in chunks; still
+    /// handled, for messages published by an older fetch stage).
+    Original {
+        run_id: Uuid,
+        doc: i32,
+    },
+    /// Up to [`ORIGINALS_PER_MESSAGE`] originals of one run: an archive of
+    /// 3,000 files is about a hundred messages and updates, not 3,000.
+    Originals {
+        run_id: Uuid,
+        docs: Vec<i32>,
+    },
+    Pdf {
+        run_id: Uuid,
+        doc: i32,
+        outcome: Conversion,
+    },
 }
+
+/// Originals handed to the store stage in one message at most.
+pub const ORIGINALS_PER_MESSAGE: usize = 32;
 
 /// `docket.convert`: convert one document held in scratch.
 #[derive(Clone, Debug, Serialize, Deserialize)]

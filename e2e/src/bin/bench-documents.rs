@@ -130,9 +130,18 @@ async fn big_archive(docs: u32) {
         Profile { documents: docs, kind: ArchiveKind::Mixed, job_ms: Some(200), ..Profile::default() },
     );
     env.seed(&[p]).await;
-    env.start_all(1).await;
+    // Each stage its own process (its real binary), so the CPU below is told apart by stage.
+    for stage in ALL {
+        env.spawn_process(stage);
+    }
+    for queue in ["docket.search", "docket.status", "docket.fetch", "docket.convert", "docket.store", "docket.report"] {
+        docket_e2e::rabbit::wait_for_queue(&env.vhost, queue).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = cpu::by_command();
     env.publish(&["BIG3000"]).await;
     env.wait_finished(1, Duration::from_secs(4 * 3600)).await;
+    let spent = cpu::spent(&before, &cpu::by_command());
     let (downloaded, reported): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
         "SELECT (SELECT min(at) FROM docket.run_events WHERE event LIKE 'archive extracted%'), max(finished_at)
          FROM docket.runs",
@@ -151,6 +160,13 @@ async fn big_archive(docs: u32) {
         f64::from(done) / secs,
         num_cpus()
     );
+    let total: f64 = spent.iter().map(|(_, c)| c).sum();
+    println!(
+        "CPU of the whole run, by process ({total:.1} s in all; docket-convert includes its conversions, the stubs are bench-documents):"
+    );
+    for (name, c) in &spent {
+        println!("  {name:<16} {c:>7.1} s  {:>5.1} ms per document", c * 1000.0 / f64::from(docs));
+    }
     let (cpu, by_kind) = cpu_of_each(&env.storage_root()).await;
     let bound = cpu / num_cpus() as f64;
     println!(

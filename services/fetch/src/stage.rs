@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 use docket_shared::{
     App, Handler, Meta, Outgoing, StageError, StageResult, Transient, UnitOfWork,
     broker::topology::queues,
-    messages::{StoreStep, scratch},
+    messages::{ORIGINALS_PER_MESSAGE, StoreStep, scratch},
     outside::docex::Download,
     run::{self, Guard, Run, State, Step, edges},
 };
@@ -242,10 +242,10 @@ async fn record(app: &App, run: &Run, docs: &[Doc]) -> StageResult {
     .bind(reasons)
     .execute(uow.conn())
     .await?;
-    for d in docs.iter().filter(|d| d.outcome.is_ok()) {
-        uow.send(
-            Outgoing::new(queues::STORE, &StoreStep::Original { run_id: run.run_id, doc: d.index }).run(run.run_id),
-        );
+    let usable: Vec<i32> = docs.iter().filter(|d| d.outcome.is_ok()).map(|d| d.index).collect();
+    for chunk in usable.chunks(ORIGINALS_PER_MESSAGE) {
+        let step = StoreStep::Originals { run_id: run.run_id, docs: chunk.to_vec() };
+        uow.send(Outgoing::new(queues::STORE, &step).run(run.run_id));
     }
     uow.commit(app).await?;
     info!(run_id = %run.run_id, total, failed, "archive extracted");

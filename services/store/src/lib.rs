@@ -17,7 +17,7 @@ pub fn service() -> Service {
 }
 
 pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let wake = Arc::new(dispatch::Wake::new(app.settings.convert_window));
     // Stops with the service (it watches the app's shutdown token).
     tokio::spawn(dispatch::run(app.clone(), wake.clone()));
     vec![consumer(app, store::Store { app: app.clone(), dispatch: wake })]

@@ -10,18 +10,18 @@ use docket_shared::{
     metrics::DocumentLabels,
     run::{Priority, State, Step, edges},
 };
+use futures::StreamExt;
 use sqlx::FromRow;
-use tokio::sync::Notify;
 use tracing::info;
 use uuid::Uuid;
 
-use crate::keys;
+use crate::{dispatch::Wake, keys};
 
 pub struct Store {
     pub app: Arc<App>,
-    /// Wakes the dispatcher: a document entered the room, or one left the
+    /// Wakes the dispatcher: a document entered the room, or some left the
     /// converters and the window has room.
-    pub dispatch: Arc<Notify>,
+    pub dispatch: Arc<Wake>,
 }
 
 #[derive(FromRow)]
@@ -61,43 +61,75 @@ impl Handler for Store {
 
     async fn handle(&self, step: StoreStep, _meta: &Meta) -> StageResult {
         match step {
-            StoreStep::Original { run_id, doc } => self.original(run_id, doc).await,
+            StoreStep::Original { run_id, doc } => self.originals(run_id, &[doc]).await,
+            StoreStep::Originals { run_id, docs } => self.originals(run_id, &docs).await,
             StoreStep::Pdf { run_id, doc, outcome } => self.pdf(run_id, doc, outcome).await,
         }
     }
 }
 
 impl Store {
-    async fn original(&self, run_id: Uuid, n: i32) -> StageResult {
+    /// Stores a chunk of one run's originals and moves them, in one update,
+    /// into the conversion room. Each is copied only while it is still
+    /// `extracted`: a redelivered chunk copies and counts nothing twice.
+    async fn originals(&self, run_id: Uuid, docs: &[i32]) -> StageResult {
         let app = &self.app;
-        let Some(d) = doc(app, run_id, n).await? else { return Ok(()) };
-        if d.state != "extracted" || !d.run_at_work() {
-            return Ok(());
-        }
-        let key = keys::original(&d.patient_id, run_id, n, &d.key_name);
-        let bytes = match app.scratch.copy_to(&scratch::original(run_id, n), app.storage(), &key).await {
-            Ok(bytes) => bytes,
-            // The extracted file is gone from scratch: this document cannot
-            // be had any more, which the report says; the run goes on.
-            Err(StageError::Permanent(_)) => {
-                let lost = Outcome::failed("unknown", "the extracted file was lost before it could be stored");
-                return self.finish(run_id, n, "extracted", lost).await;
-            }
-            Err(e) => return Err(e),
-        };
-        app.metrics.bytes_stored.inc_by(bytes);
-        // Into the conversion room; the dispatcher sends it on in its turn.
-        sqlx::query(
-            "UPDATE docket.documents SET state = 'stored', original_key = $3, updated_at = now()
-             WHERE run_id = $1 AND doc = $2 AND state = 'extracted'",
+        let rows: Vec<(i32, String, String, String, String)> = sqlx::query_as(
+            "SELECT d.doc, r.patient_id, r.state, d.state, d.key_name
+             FROM docket.documents d JOIN docket.runs r USING (run_id)
+             WHERE d.run_id = $1 AND d.doc = ANY($2) AND d.state = 'extracted'",
         )
         .bind(run_id)
-        .bind(n)
-        .bind(&key)
+        .bind(docs)
+        .fetch_all(&app.db().pool)
+        .await?;
+        let rows: Vec<_> = rows.into_iter().filter(|r| State::parse(&r.2) == Some(State::Documents)).collect();
+        let copied: Vec<(i32, StageResult<(String, u64)>)> = futures::stream::iter(rows)
+            .map(|(n, patient_id, _, _, key_name)| async move {
+                let key = keys::original(&patient_id, run_id, n, &key_name);
+                let copied = app.scratch.copy_to(&scratch::original(run_id, n), app.storage(), &key).await;
+                (n, copied.map(|bytes| (key, bytes)))
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        let (mut stored, mut keys_stored) = (Vec::new(), Vec::new());
+        let mut retry = None;
+        for (n, copied) in copied {
+            match copied {
+                Ok((key, bytes)) => {
+                    app.metrics.bytes_stored.inc_by(bytes);
+                    stored.push(n);
+                    keys_stored.push(key);
+                }
+                // The extracted file is gone from scratch: this document
+                // cannot be had any more, which the report says; the run goes on.
+                Err(StageError::Permanent(_)) => {
+                    let lost = Outcome::failed("unknown", "the extracted file was lost before it could be stored");
+                    self.finish(run_id, n, "extracted", lost).await?;
+                }
+                Err(e) => retry = Some(e),
+            }
+        }
+        // Into the conversion room; the dispatcher sends them on in their turn.
+        sqlx::query(
+            "UPDATE docket.documents d SET state = 'stored', original_key = p.key, updated_at = now()
+             FROM UNNEST($2::int[], $3::text[]) AS p(doc, key)
+             WHERE d.run_id = $1 AND d.doc = p.doc AND d.state = 'extracted'",
+        )
+        .bind(run_id)
+        .bind(&stored)
+        .bind(&keys_stored)
         .execute(&app.db().pool)
         .await?;
-        self.dispatch.notify_one();
-        Ok(())
+        if !stored.is_empty() {
+            self.dispatch.entered();
+        }
+        // What was stored stays stored; the chunk comes back for the rest.
+        match retry {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn pdf(&self, run_id: Uuid, n: i32, conversion: Conversion) -> StageResult {
@@ -166,7 +198,7 @@ impl Store {
             }
         }
         uow.commit(app).await?;
-        self.dispatch.notify_one();
+        self.dispatch.left();
         let label = if failed == 1 { "failed" } else { "converted" };
         app.metrics.documents.get_or_create(&DocumentLabels { outcome: label, kind: outcome.kind }).inc();
         Ok(())
