@@ -29,27 +29,21 @@ pub struct PatientRequest {
 pub enum StoreStep {
     /// One original (the form before originals travelled in chunks; still
     /// handled, for messages published by an older fetch stage).
-    Original {
-        run_id: Uuid,
-        doc: i32,
-    },
+    Original { run_id: Uuid, doc: i32 },
     /// Up to [`ORIGINALS_PER_MESSAGE`] originals of one run: an archive of
     /// 3,000 files is about a hundred messages and updates, not 3,000.
-    Originals {
-        run_id: Uuid,
-        docs: Vec<i32>,
-    },
-    Pdf {
-        run_id: Uuid,
-        doc: i32,
-        outcome: Conversion,
-    },
+    Originals { run_id: Uuid, docs: Vec<i32> },
+    /// One document's conversion (the form before conversions travelled in
+    /// [`ConvertJob`]s of several; still handled).
+    Pdf { run_id: Uuid, doc: i32, outcome: Conversion },
+    /// What came of each document of one [`ConvertJob`], in one message.
+    Pdfs { run_id: Uuid, results: Vec<(i32, Conversion)> },
 }
 
 /// Originals handed to the store stage in one message at most.
 pub const ORIGINALS_PER_MESSAGE: usize = 32;
 
-/// `docket.convert`: convert one document held in scratch.
+/// `docket.convert`: convert documents of one run held in scratch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConvertJob {
     pub run_id: Uuid,
@@ -58,6 +52,37 @@ pub struct ConvertJob {
     /// The extension of the document's name: a hint only, since the content
     /// decides the type, and the name itself might name the patient.
     pub ext: String,
+    /// Further documents of the same run, converted one after another in the
+    /// same slot: a large archive's documents travel eight to a message, so
+    /// the broker, the store stage and the database see an eighth of the
+    /// messages and updates. Absent in the messages of older dispatchers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<ConvertDoc>,
+}
+
+/// One more document of a [`ConvertJob`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConvertDoc {
+    pub doc: i32,
+    pub scratch_key: String,
+    pub ext: String,
+}
+
+/// Documents of one run in one [`ConvertJob`] at most (urgent runs' go one
+/// to a message, to spread over the free slots).
+pub const CONVERSIONS_PER_MESSAGE: usize = 8;
+
+impl ConvertJob {
+    /// A job of one document.
+    pub fn single(run_id: Uuid, doc: ConvertDoc) -> ConvertJob {
+        ConvertJob { run_id, doc: doc.doc, scratch_key: doc.scratch_key, ext: doc.ext, then: Vec::new() }
+    }
+
+    /// Every document of the job, in order.
+    pub fn docs(&self) -> Vec<ConvertDoc> {
+        let first = ConvertDoc { doc: self.doc, scratch_key: self.scratch_key.clone(), ext: self.ext.clone() };
+        std::iter::once(first).chain(self.then.iter().cloned()).collect()
+    }
 }
 
 /// What a conversion came to.

@@ -1,7 +1,8 @@
-//! The convert stage: `docket.convert` → one document from scratch to PDF in
-//! an isolated child, the result published to the store stage. It touches
-//! nothing but scratch; `basic.qos(CONVERT_PREFETCH)` bounds how many
-//! conversions (each capped at CONVERT_MEMORY_LIMIT) run at once.
+//! The convert stage: `docket.convert` → documents from scratch to PDF, each
+//! in an isolated child (or a warm office worker), the results published to
+//! the store stage. It touches nothing but scratch; CONVERT_PREFETCH slots
+//! bound how many conversions (each capped at CONVERT_MEMORY_LIMIT) run at
+//! once, and `basic.qos` how many messages are in hand.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -9,11 +10,12 @@ use docket_shared::{
     App, Handler, Meta, Needs, Outgoing, Service, StageError, StageResult,
     broker::{Consumer, topology::queues},
     consumer,
-    messages::{Conversion, ConvertJob, StoreStep, scratch},
+    messages::{Conversion, ConvertDoc, ConvertJob, StoreStep, scratch},
     metrics::KindLabels,
     slots::Slots,
 };
 use tracing::debug;
+use uuid::Uuid;
 
 use docket_engine::{ConvertError, Engine, Limits, PoolSettings, limits::host_prefetch};
 
@@ -78,13 +80,45 @@ impl<const URGENT: bool> Handler for Lane<URGENT> {
     }
 
     async fn handle(&self, job: ConvertJob, _meta: &Meta) -> StageResult {
-        let _slot = self.0.slots.acquire(URGENT).await;
-        self.0.convert(job).await
+        let convert = &self.0;
+        let mut results = Vec::new();
+        for doc in job.docs() {
+            // The slot is taken for each document, not the whole message: an
+            // urgent document waits for one conversion at most.
+            let slot = convert.slots.acquire(URGENT).await;
+            let outcome = convert.convert(job.run_id, &doc).await;
+            drop(slot);
+            match outcome {
+                Ok(outcome) => results.push((doc.doc, outcome)),
+                Err(e) => {
+                    // What is done goes on; the message comes back for the rest
+                    // (the store stage takes each document's result once).
+                    convert.send(job.run_id, results).await?;
+                    return Err(e);
+                }
+            }
+        }
+        convert.send(job.run_id, results).await
     }
 }
 
 impl Convert {
-    async fn convert(&self, job: ConvertJob) -> StageResult {
+    /// Hands the results to the store stage: one document's as before, several in one message.
+    async fn send(&self, run_id: Uuid, mut results: Vec<(i32, Conversion)>) -> StageResult {
+        let step = match results.len() {
+            0 => return Ok(()),
+            1 => {
+                let (doc, outcome) = results.remove(0);
+                StoreStep::Pdf { run_id, doc, outcome }
+            }
+            _ => StoreStep::Pdfs { run_id, results },
+        };
+        self.app.broker.publisher.send(&Outgoing::new(queues::STORE, &step).run(run_id)).await?;
+        Ok(())
+    }
+
+    /// One document from scratch to a PDF in scratch, or the reason it cannot be one.
+    async fn convert(&self, run_id: Uuid, job: &ConvertDoc) -> StageResult<Conversion> {
         let app = &self.app;
         let work = tempfile::tempdir_in(&app.settings.work_dir)?;
         let ext = safe_ext(&job.ext);
@@ -99,38 +133,36 @@ impl Convert {
                 }
             }
         };
-        let outcome = if !input.exists() {
+        if !input.exists() {
             // The run may have finished already (a duplicate message); if not,
             // the store stage records this as the document's failure.
-            debug!(run_id = %job.run_id, doc = job.doc, "original no longer in scratch");
-            Conversion::Failed { kind: "unknown".into(), reason: "the original file was lost before conversion".into() }
-        } else {
-            let output = work.path().join("out.pdf");
-            let started = std::time::Instant::now();
-            // The archive's own name, for the page header (a hint to the type
-            // too); a generic one if it is missing.
-            let name = match app.scratch.get_bytes(&scratch::name(job.run_id, job.doc)).await {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                Err(_) => format!("document.{ext}"),
-            };
-            let result = self.engine.convert(&input, &output, &name).await;
-            let outcome = match result {
-                Ok(done) => {
-                    let key = scratch::pdf(job.run_id, job.doc);
-                    app.scratch.put_file(&key, &output).await?;
-                    Conversion::Converted { scratch_key: key, pages: done.pages, kind: done.kind.to_string() }
-                }
-                Err(ConvertError::Document { kind, reason }) => Conversion::Failed { kind: kind.to_string(), reason },
-                Err(ConvertError::Internal(why)) => return Err(StageError::transient(format!("converter: {why}"))),
-            };
-            let kind = match &outcome {
-                Conversion::Converted { kind, .. } | Conversion::Failed { kind, .. } => kind.clone(),
-            };
-            app.metrics.conversion_seconds.get_or_create(&KindLabels { kind }).observe(started.elapsed().as_secs_f64());
-            outcome
+            debug!(%run_id, doc = job.doc, "original no longer in scratch");
+            return Ok(Conversion::Failed {
+                kind: "unknown".into(),
+                reason: "the original file was lost before conversion".into(),
+            });
+        }
+        let output = work.path().join("out.pdf");
+        let started = std::time::Instant::now();
+        // The archive's own name, for the page header (a hint to the type
+        // too); a generic one if it is missing.
+        let name = match app.scratch.get_bytes(&scratch::name(run_id, job.doc)).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => format!("document.{ext}"),
         };
-        let step = StoreStep::Pdf { run_id: job.run_id, doc: job.doc, outcome };
-        app.broker.publisher.send(&Outgoing::new(queues::STORE, &step).run(job.run_id)).await?;
-        Ok(())
+        let outcome = match self.engine.convert(&input, &output, &name).await {
+            Ok(done) => {
+                let key = scratch::pdf(run_id, job.doc);
+                app.scratch.put_file(&key, &output).await?;
+                Conversion::Converted { scratch_key: key, pages: done.pages, kind: done.kind.to_string() }
+            }
+            Err(ConvertError::Document { kind, reason }) => Conversion::Failed { kind: kind.to_string(), reason },
+            Err(ConvertError::Internal(why)) => return Err(StageError::transient(format!("converter: {why}"))),
+        };
+        let kind = match &outcome {
+            Conversion::Converted { kind, .. } | Conversion::Failed { kind, .. } => kind.clone(),
+        };
+        app.metrics.conversion_seconds.get_or_create(&KindLabels { kind }).observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
     }
 }

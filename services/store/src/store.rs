@@ -1,7 +1,7 @@
 //! `docket.store`: originals on their way to the conversion room, PDFs (or
 //! failures) on their way to the report.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use docket_shared::{
     App, Handler, Meta, StageError, StageResult, UnitOfWork,
@@ -11,7 +11,6 @@ use docket_shared::{
     run::{Priority, State, Step, edges},
 };
 use futures::StreamExt;
-use sqlx::FromRow;
 use tracing::info;
 use uuid::Uuid;
 
@@ -22,33 +21,6 @@ pub struct Store {
     /// Wakes the dispatcher: a document entered the room, or some left the
     /// converters and the window has room.
     pub dispatch: Arc<Wake>,
-}
-
-#[derive(FromRow)]
-struct Doc {
-    patient_id: String,
-    run_state: String,
-    state: String,
-    key_name: String,
-}
-
-impl Doc {
-    /// The run is still among its documents (not cancelled, not done).
-    fn run_at_work(&self) -> bool {
-        State::parse(&self.run_state) == Some(State::Documents)
-    }
-}
-
-async fn doc(app: &App, run_id: Uuid, doc: i32) -> StageResult<Option<Doc>> {
-    Ok(sqlx::query_as(
-        "SELECT r.patient_id, r.state AS run_state, d.state, d.key_name
-         FROM docket.documents d JOIN docket.runs r USING (run_id)
-         WHERE d.run_id = $1 AND d.doc = $2",
-    )
-    .bind(run_id)
-    .bind(doc)
-    .fetch_optional(&app.db().pool)
-    .await?)
 }
 
 impl Handler for Store {
@@ -63,7 +35,8 @@ impl Handler for Store {
         match step {
             StoreStep::Original { run_id, doc } => self.originals(run_id, &[doc]).await,
             StoreStep::Originals { run_id, docs } => self.originals(run_id, &docs).await,
-            StoreStep::Pdf { run_id, doc, outcome } => self.pdf(run_id, doc, outcome).await,
+            StoreStep::Pdf { run_id, doc, outcome } => self.pdfs(run_id, vec![(doc, outcome)]).await,
+            StoreStep::Pdfs { run_id, results } => self.pdfs(run_id, results).await,
         }
     }
 }
@@ -106,7 +79,7 @@ impl Store {
                 // cannot be had any more, which the report says; the run goes on.
                 Err(StageError::Permanent(_)) => {
                     let lost = Outcome::failed("unknown", "the extracted file was lost before it could be stored");
-                    self.finish(run_id, n, "extracted", lost).await?;
+                    self.finish(run_id, "extracted", vec![(n, lost)]).await?;
                 }
                 Err(e) => retry = Some(e),
             }
@@ -132,16 +105,69 @@ impl Store {
         }
     }
 
-    async fn pdf(&self, run_id: Uuid, n: i32, conversion: Conversion) -> StageResult {
+    /// Stores the PDFs of one conversion message (or records why there are
+    /// none) and counts them in one transaction. Only documents still
+    /// `converting` count: a redelivered message, or one for a cancelled
+    /// run, changes nothing.
+    async fn pdfs(&self, run_id: Uuid, results: Vec<(i32, Conversion)>) -> StageResult {
         let app = &self.app;
-        let Some(d) = doc(app, run_id, n).await? else { return Ok(()) };
-        // A cancelled run reported without this document; it is not stored.
-        if d.state != "converting" || !d.run_at_work() {
-            return Ok(());
+        let docs: Vec<i32> = results.iter().map(|(n, _)| *n).collect();
+        let rows: Vec<(i32, String, String, String)> = sqlx::query_as(
+            "SELECT d.doc, r.patient_id, r.state, d.key_name
+             FROM docket.documents d JOIN docket.runs r USING (run_id)
+             WHERE d.run_id = $1 AND d.doc = ANY($2) AND d.state = 'converting'",
+        )
+        .bind(run_id)
+        .bind(&docs)
+        .fetch_all(&app.db().pool)
+        .await?;
+        // A cancelled run reported without these documents; they are not stored.
+        let waiting: HashMap<i32, (String, String)> = rows
+            .into_iter()
+            .filter(|r| State::parse(&r.2) == Some(State::Documents))
+            .map(|(n, patient_id, _, key_name)| (n, (patient_id, key_name)))
+            .collect();
+        let ended: Vec<(i32, StageResult<Outcome>)> = futures::stream::iter(results)
+            .filter(|(n, _)| std::future::ready(waiting.contains_key(n)))
+            .map(|(n, conversion)| {
+                let waiting = &waiting;
+                async move {
+                    let (patient_id, key_name) = &waiting[&n];
+                    (n, self.pdf(run_id, n, patient_id, key_name, conversion).await)
+                }
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        let mut outcomes = Vec::new();
+        let mut retry = None;
+        for (n, ended) in ended {
+            match ended {
+                Ok(outcome) => outcomes.push((n, outcome)),
+                Err(e) => retry = Some(e),
+            }
         }
-        let outcome = match conversion {
+        self.finish(run_id, "converting", outcomes).await?;
+        // What was stored stays stored; the message comes back for the rest.
+        match retry {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// One converted PDF into storage, or the reason there is none.
+    async fn pdf(
+        &self,
+        run_id: Uuid,
+        n: i32,
+        patient_id: &str,
+        key_name: &str,
+        conversion: Conversion,
+    ) -> StageResult<Outcome> {
+        let app = &self.app;
+        Ok(match conversion {
             Conversion::Converted { scratch_key, pages, kind } => {
-                let key = keys::pdf(&d.patient_id, run_id, n, &d.key_name);
+                let key = keys::pdf(patient_id, run_id, n, key_name);
                 match app.scratch.copy_to(&scratch_key, app.storage(), &key).await {
                     Ok(bytes) => {
                         app.metrics.bytes_stored.inc_by(bytes);
@@ -154,40 +180,52 @@ impl Store {
                 }
             }
             Conversion::Failed { kind, reason } => Outcome::failed(&kind, &reason),
-        };
-        self.finish(run_id, n, "converting", outcome).await
+        })
     }
 
-    /// Records a document's end (if it is still in `from`) and counts it;
-    /// the count that reaches the total moves the run to its report,
-    /// exactly once.
-    async fn finish(&self, run_id: Uuid, n: i32, from: &str, outcome: Outcome) -> StageResult {
-        let app = &self.app;
-        let mut uow = UnitOfWork::begin(app).await?;
-        let moved = sqlx::query(
-            "UPDATE docket.documents SET state = $3, pdf_key = $4, pages = $5, kind = $6, reason = $7,
-                 finished_at = now(), updated_at = now()
-             WHERE run_id = $1 AND doc = $2 AND state = $8",
-        )
-        .bind(run_id)
-        .bind(n)
-        .bind(outcome.state)
-        .bind(&outcome.pdf_key)
-        .bind(outcome.pages)
-        .bind(&outcome.kind)
-        .bind(&outcome.reason)
-        .bind(from)
-        .execute(uow.conn())
-        .await?;
-        if moved.rows_affected() == 0 {
+    /// Records documents' ends (those still in `from`) and counts them; the
+    /// count that reaches the total moves the run to its report, exactly once.
+    async fn finish(&self, run_id: Uuid, from: &str, outcomes: Vec<(i32, Outcome)>) -> StageResult {
+        if outcomes.is_empty() {
             return Ok(());
         }
-        let failed = i32::from(outcome.state == "failed");
+        let app = &self.app;
+        let mut uow = UnitOfWork::begin(app).await?;
+        let docs: Vec<i32> = outcomes.iter().map(|(n, _)| *n).collect();
+        let states: Vec<&str> = outcomes.iter().map(|(_, o)| o.state).collect();
+        let pdf_keys: Vec<Option<&str>> = outcomes.iter().map(|(_, o)| o.pdf_key.as_deref()).collect();
+        let pages: Vec<Option<i32>> = outcomes.iter().map(|(_, o)| o.pages).collect();
+        let kinds: Vec<&str> = outcomes.iter().map(|(_, o)| o.kind.as_str()).collect();
+        let reasons: Vec<Option<&str>> = outcomes.iter().map(|(_, o)| o.reason.as_deref()).collect();
+        let moved: Vec<i32> = sqlx::query_scalar(
+            "UPDATE docket.documents d SET state = p.state, pdf_key = p.pdf_key, pages = p.pages, kind = p.kind,
+                 reason = p.reason, finished_at = now(), updated_at = now()
+             FROM UNNEST($2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+                 AS p(doc, state, pdf_key, pages, kind, reason)
+             WHERE d.run_id = $1 AND d.doc = p.doc AND d.state = $8
+             RETURNING d.doc",
+        )
+        .bind(run_id)
+        .bind(&docs)
+        .bind(&states)
+        .bind(&pdf_keys)
+        .bind(&pages)
+        .bind(&kinds)
+        .bind(&reasons)
+        .bind(from)
+        .fetch_all(uow.conn())
+        .await?;
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let ended: Vec<&Outcome> = outcomes.iter().filter(|(n, _)| moved.contains(n)).map(|(_, o)| o).collect();
+        let failed = ended.iter().filter(|o| o.state == "failed").count() as i32;
         let (done, total, seq, run_state, priority): (i32, Option<i32>, i64, String, i16) = sqlx::query_as(
-            "UPDATE docket.runs SET docs_done = docs_done + 1, docs_failed = docs_failed + $2, updated_at = now()
+            "UPDATE docket.runs SET docs_done = docs_done + $2, docs_failed = docs_failed + $3, updated_at = now()
              WHERE run_id = $1 RETURNING docs_done, docs_total, seq, state, priority",
         )
         .bind(run_id)
+        .bind(ended.len() as i32)
         .bind(failed)
         .fetch_one(uow.conn())
         .await?;
@@ -198,9 +236,11 @@ impl Store {
             }
         }
         uow.commit(app).await?;
-        self.dispatch.left();
-        let label = if failed == 1 { "failed" } else { "converted" };
-        app.metrics.documents.get_or_create(&DocumentLabels { outcome: label, kind: outcome.kind }).inc();
+        for outcome in ended {
+            self.dispatch.left();
+            let label = if outcome.state == "failed" { "failed" } else { "converted" };
+            app.metrics.documents.get_or_create(&DocumentLabels { outcome: label, kind: outcome.kind.clone() }).inc();
+        }
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use super::Priority;
 use crate::{
     broker::{Outgoing, topology::queues},
     db::UnitOfWork,
-    messages::{ConvertJob, scratch},
+    messages::{CONVERSIONS_PER_MESSAGE, ConvertDoc, ConvertJob, scratch},
 };
 
 /// Dispatches are serialised: the window and the turns stay exact however
@@ -94,18 +94,43 @@ pub async fn dispatch(uow: &mut UnitOfWork, window: u32) -> Result<usize, sqlx::
     .bind(&order)
     .execute(uow.conn())
     .await?;
-    for w in &picked {
-        let job = ConvertJob {
-            run_id: w.run_id,
-            doc: w.doc,
-            scratch_key: scratch::original(w.run_id, w.doc),
-            ext: extension(&w.name),
-        };
-        let lane =
-            if Priority::from_rank(w.priority) == Priority::Urgent { queues::CONVERT_URGENT } else { queues::CONVERT };
-        uow.send(Outgoing::new(lane, &job).run(w.run_id));
+    for (lane, job) in jobs(&picked, per_message(window)) {
+        let run_id = job.run_id;
+        uow.send(Outgoing::new(lane, &job).run(run_id));
     }
     Ok(picked.len())
+}
+
+/// Documents of one run per conversion message: as many as leave the window
+/// at least sixteen messages (so sixteen slots, four converters of four, all
+/// have one), at most [`CONVERSIONS_PER_MESSAGE`].
+fn per_message(window: u32) -> usize {
+    (window as usize / 16).clamp(1, CONVERSIONS_PER_MESSAGE)
+}
+
+/// The picked documents as conversion messages, each on its lane: a run's
+/// documents together, up to `per` in a message, in the order picked;
+/// urgent runs' documents one to a message, so they spread over every free
+/// slot at once.
+fn jobs(picked: &[Waiting], per: usize) -> Vec<(&'static str, ConvertJob)> {
+    let mut jobs: Vec<(&'static str, ConvertJob)> = Vec::new();
+    // The message of each run still being filled.
+    let mut filling: HashMap<Uuid, usize> = HashMap::new();
+    for w in picked {
+        let doc = ConvertDoc { doc: w.doc, scratch_key: scratch::original(w.run_id, w.doc), ext: extension(&w.name) };
+        if Priority::from_rank(w.priority) == Priority::Urgent {
+            jobs.push((queues::CONVERT_URGENT, ConvertJob::single(w.run_id, doc)));
+            continue;
+        }
+        match filling.get(&w.run_id) {
+            Some(&i) if jobs[i].1.then.len() + 1 < per => jobs[i].1.then.push(doc),
+            _ => {
+                filling.insert(w.run_id, jobs.len());
+                jobs.push((queues::CONVERT, ConvertJob::single(w.run_id, doc)));
+            }
+        }
+    }
+    jobs
 }
 
 /// The room's order: every urgent document; then, priority by priority,
@@ -196,6 +221,34 @@ mod tests {
         let expected = [("u", 0), ("u", 1), ("n", 0)].map(|(b, d)| (b.to_string(), d));
         assert_eq!(order(&picked), expected);
         assert!(take_turns(vec![w("n", 1, 0, None)], 0).is_empty(), "a full window sends nothing normal");
+    }
+
+    #[test]
+    fn a_runs_documents_share_messages_and_urgent_ones_go_alone() {
+        let run = |n: u128| Uuid::from_u128(n);
+        let mut picked = Vec::new();
+        for doc in 0..5 {
+            picked.push(Waiting { run_id: run(1), ..w("big", 1, doc, None) });
+            picked.push(Waiting { run_id: run(2), ..w("small", 1, doc, None) });
+        }
+        picked.push(Waiting { run_id: run(3), ..w("u", 0, 0, None) });
+        picked.push(Waiting { run_id: run(3), ..w("u", 0, 1, None) });
+        let jobs = jobs(&picked, per_message(64));
+        let shape: Vec<(&str, Uuid, Vec<i32>)> =
+            jobs.iter().map(|(lane, j)| (*lane, j.run_id, j.docs().iter().map(|d| d.doc).collect())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                (queues::CONVERT, run(1), vec![0, 1, 2, 3]),
+                (queues::CONVERT, run(2), vec![0, 1, 2, 3]),
+                (queues::CONVERT, run(1), vec![4]),
+                (queues::CONVERT, run(2), vec![4]),
+                (queues::CONVERT_URGENT, run(3), vec![0]),
+                (queues::CONVERT_URGENT, run(3), vec![1]),
+            ]
+        );
+        assert_eq!(per_message(4), 1, "a small window keeps one document a message");
+        assert_eq!(per_message(1024), CONVERSIONS_PER_MESSAGE);
     }
 
     #[test]
