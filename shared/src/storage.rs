@@ -145,6 +145,23 @@ impl Store {
         Ok(size)
     }
 
+    /// [`Store::put_file`] for a file the caller no longer needs: renamed
+    /// into place when this store is a local directory on the same file
+    /// system (no bytes copied), written as `put_file` otherwise.
+    pub async fn put_moved(&self, k: &str, file: &std::path::Path) -> StageResult<u64> {
+        if let Some(dest) = self.local_path(k) {
+            let size = tokio::fs::metadata(file).await?.len();
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            // A rename replaces the name at once: a reader sees the old object or the new one.
+            if tokio::fs::rename(file, &dest).await.is_ok() {
+                return Ok(size);
+            }
+        }
+        self.put_file(k, file).await
+    }
+
     pub async fn put_bytes(&self, k: &str, bytes: Vec<u8>) -> StageResult {
         self.inner.put(&key(k)?, PutPayload::from(bytes)).await.map_err(|e| storage_error("writing", k, e))?;
         Ok(())
@@ -178,8 +195,15 @@ impl Store {
             let parent = dest.parent().map(PathBuf::from).unwrap_or_default();
             tokio::fs::create_dir_all(&parent).await?;
             // Copy then rename: a reader never sees a half-written object.
+            // On one file system a hard link is the copy: objects are never
+            // changed in place (a put replaces the name), so the two names
+            // may share the bytes, and deleting scratch leaves storage's.
             let staging = parent.join(format!(".{}.partial", uuid::Uuid::new_v4()));
-            let copied = tokio::fs::copy(&from, &staging).await;
+            let copied = match tokio::fs::hard_link(&from, &staging).await {
+                Ok(()) => tokio::fs::metadata(&staging).await.map(|m| m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
+                Err(_) => tokio::fs::copy(&from, &staging).await,
+            };
             let bytes = match copied {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -211,18 +211,31 @@ async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
     let engine = Engine::new(docket_e2e::env::convert_exe(), settings);
     let output = work.path().join("out.pdf");
     let (mut total, mut by_kind) = (0.0, HashMap::<String, (u32, f64)>::new());
+    // Each office worker's CPU when last looked at.
+    let mut seen: HashMap<u32, f64> = HashMap::new();
     for file in &files {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         // The stored name is "<doc>-<archive name>"; the archive name is the hint the stage uses.
         let name = name.split_once('-').map_or(name.clone(), |(_, n)| n.to_owned());
-        let pids = engine.office().idle_pids();
-        let before = cpu::reaped_children() + pids.iter().map(|p| cpu::process(*p)).sum::<f64>();
+        let reaped = cpu::reaped_children();
         let result = engine.convert(file, &output, &name).await;
-        // A worker started for this document counts whole (LibreOffice's start included): the
-        // service pays that once per worker too.
-        let pids_after = engine.office().idle_pids();
-        let after = cpu::reaped_children() + pids_after.iter().map(|p| cpu::process(*p)).sum::<f64>();
-        let cpu = (after - before).max(0.0);
+        // What this document cost: the children reaped meanwhile (its judging child), and what
+        // each worker spent since it was last looked at. A worker started for this document
+        // counts whole (LibreOffice's start included): the service pays that once per worker too.
+        // A worker retired after this document is remembered until it is reaped, and its CPU
+        // already counted is taken off the reaped sum then, so nothing is counted twice.
+        let mut cpu = cpu::reaped_children() - reaped;
+        let live = engine.office().idle_pids();
+        for pid in &live {
+            let now = cpu::process(*pid);
+            cpu += now - seen.insert(*pid, now).unwrap_or(0.0);
+        }
+        for (pid, last) in seen.clone() {
+            if !live.contains(&pid) && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                cpu -= last;
+                seen.remove(&pid);
+            }
+        }
         total += cpu;
         let kind = match result {
             Ok(c) => c.kind.to_string(),

@@ -153,7 +153,7 @@ impl Convert {
         let outcome = match self.engine.convert(&input, &output, &name).await {
             Ok(done) => {
                 let key = scratch::pdf(run_id, job.doc);
-                app.scratch.put_file(&key, &output).await?;
+                app.scratch.put_moved(&key, &output).await?;
                 Conversion::Converted { scratch_key: key, pages: done.pages, kind: done.kind.to_string() }
             }
             Err(ConvertError::Document { kind, reason }) => Conversion::Failed { kind: kind.to_string(), reason },

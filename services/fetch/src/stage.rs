@@ -188,7 +188,7 @@ async fn unpack(app: &App, run: &Run, archive: PathBuf, work: &tempfile::TempDir
             let name = label(&entry.name);
             let outcome = match entry.outcome {
                 EntryOutcome::File { path, size } => {
-                    app.scratch.put_file(&scratch::original(run_id, index), &path).await?;
+                    app.scratch.put_moved(&scratch::original(run_id, index), &path).await?;
                     app.scratch.put_bytes(&scratch::name(run_id, index), name.clone().into_bytes()).await?;
                     Ok((path, size))
                 }
