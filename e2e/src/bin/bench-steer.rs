@@ -60,9 +60,11 @@ async fn main() {
 
     // One patient's own latency, alone on an idle pipeline.
     let mut own = Vec::new();
+    let mut baseline_sent: Vec<Sent> = Vec::new();
     for p in &urgent_p[..3] {
         let at = Utc::now();
         env.publish_in("baseline", "urgent", &[p.id.as_str()]).await;
+        baseline_sent.push(Sent { patient: p.id.clone(), at, confirmed: Utc::now() });
         own.push(latency(&env, &p.id, at).await);
     }
     own.sort();
@@ -77,6 +79,7 @@ async fn main() {
     env.publish_in("bulk-small", "bulk", &ids(&small_p)).await;
 
     let mut urgent_sent: Vec<(String, DateTime<Utc>)> = Vec::new();
+    let mut urgent_confirmed: Vec<DateTime<Utc>> = Vec::new();
     let mut next_urgent = Instant::now();
     let mut marks: BTreeMap<(String, u32), (DateTime<Utc>, Duration, String)> = BTreeMap::new();
     let mut last_eta_read = Instant::now() - Duration::from_secs(10);
@@ -90,6 +93,7 @@ async fn main() {
             let p = &urgent_p[urgent_sent.len() + 3];
             urgent_sent.push((p.id.clone(), Utc::now()));
             env.publish_in("urgent-stream", "urgent", &[p.id.as_str()]).await;
+            urgent_confirmed.push(Utc::now());
             next_urgent += URGENT_EVERY;
         }
         if last_eta_read.elapsed() >= Duration::from_millis(500) {
@@ -134,6 +138,12 @@ async fn main() {
     );
     let over = urgent_lat.iter().filter(|l| **l > target).count();
     println!("                            {over} of {} over the target", urgent_lat.len());
+    let sent: Vec<Sent> = urgent_sent
+        .iter()
+        .zip(&urgent_confirmed)
+        .map(|((patient, at), confirmed)| Sent { patient: patient.clone(), at: *at, confirmed: *confirmed })
+        .collect();
+    breakdown(&env, &baseline_sent, &sent, urgent_profile.job_ms.unwrap_or(0)).await;
 
     // Shares of the search slots while both bulk batches waited.
     let searches: Vec<(u64, char)> = {
@@ -188,6 +198,14 @@ async fn main() {
     .expect("reading runs");
     println!("estimated finish (docket batches) against the real finish:");
     for (batch, real) in &finishes {
+        // What the budget cannot show: how long the batch took after its last search.
+        let letter = if batch == "bulk-large" { 'L' } else { 'S' };
+        if let Some((at, _)) = searches.iter().rev().find(|(_, c)| *c == letter) {
+            println!(
+                "  {batch:<11} real finish {:.1} s after its last search",
+                (real.timestamp_millis() - *at as i64) as f64 / 1000.0
+            );
+        }
         for mark in [10, 50, 90] {
             let Some((at, eta, bound)) = marks.get(&(batch.clone(), mark)) else {
                 println!("  {batch:<11} at {mark:>2} %: no estimate read");
@@ -236,4 +254,125 @@ async fn finished_per_batch(env: &TestEnv) -> BTreeMap<String, i64> {
             .await
             .expect("counting");
     rows.into_iter().collect()
+}
+
+/// An urgent request as the bench published it: when the publication
+/// began and when the broker confirmed it.
+struct Sent {
+    patient: String,
+    at: DateTime<Utc>,
+    confirmed: DateTime<Utc>,
+}
+
+/// The steps of an urgent run, from the stubs' arrival log (when each call
+/// reached DocEx or TaskTracker) and the run's history (when each stage
+/// committed). Each step is the time from the previous one.
+const STEPS: [&str; 10] = [
+    "publish (bench's AMQP connect + confirm)",
+    "confirmed -> TaskTracker task created",
+    "task -> DocEx search arrives",
+    "search -> job ready (the stub's job time)",
+    "job ready -> the poll that saw it arrives",
+    "poll saw it -> archive download arrives",
+    "download arrives -> archive extracted",
+    "extracted -> all documents converted+stored",
+    "documents done -> report arrives at TaskTracker",
+    "report arrives -> run done",
+];
+
+/// Milliseconds of each step of each run, `None` where a step is missing.
+async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 10]> {
+    let docex = env.docex.arrivals();
+    let tracker = env.tracker.arrivals();
+    let ids: Vec<String> = sent.iter().map(|s| s.patient.clone()).collect();
+    let events: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT r.patient_id, e.event, e.at FROM docket.run_events e JOIN docket.runs r USING (run_id)
+         WHERE r.patient_id = ANY($1) ORDER BY e.id",
+    )
+    .bind(&ids)
+    .fetch_all(&env.pool)
+    .await
+    .expect("reading run events");
+    let done: Vec<(String, Option<DateTime<Utc>>)> =
+        sqlx::query_as("SELECT patient_id, finished_at FROM docket.runs WHERE patient_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&env.pool)
+            .await
+            .expect("reading runs");
+    let ms = |t: DateTime<Utc>| t.timestamp_millis();
+    sent.iter()
+        .map(|s| {
+            let last = format!("Family{}", s.patient);
+            let docex_at = |endpoint: &str, from: i64| {
+                docex
+                    .iter()
+                    .filter(|a| a.endpoint == endpoint && a.subject == last && a.at_ms as i64 >= from)
+                    .map(|a| a.at_ms as i64)
+                    .min()
+            };
+            let tracker_at = |endpoint: &str| {
+                tracker.iter().filter(|a| a.endpoint == endpoint && a.subject == s.patient).map(|a| a.at_ms as i64).min()
+            };
+            let event_at = |prefix: &str| {
+                events.iter().filter(|e| e.0 == s.patient && e.1.starts_with(prefix)).map(|e| ms(e.2)).next()
+            };
+            let task = tracker_at("create_task");
+            let search = docex_at("search", 0);
+            let ready = search.map(|t| t + job_ms as i64);
+            let seen = ready.and_then(|r| docex_at("status", r));
+            let archive = docex_at("archive", 0);
+            let extracted = event_at("archive extracted");
+            let docs = event_at("all ");
+            let report = tracker_at("add_report");
+            let finished = done.iter().find(|d| d.0 == s.patient).and_then(|d| d.1).map(ms);
+            let points =
+                [Some(ms(s.at)), Some(ms(s.confirmed)), task, search, ready, seen, archive, extracted, docs, report, finished];
+            let mut out = [None; 10];
+            for i in 0..10 {
+                out[i] = points[i].zip(points[i + 1]).map(|(a, b)| b - a);
+            }
+            out
+        })
+        .collect()
+}
+
+/// Prints, per step, the median and worst of the urgent runs under load
+/// beside the median of the idle baseline: where the extra latency goes.
+async fn breakdown(env: &TestEnv, baseline: &[Sent], urgent: &[Sent], job_ms: u64) {
+    let idle = steps(env, baseline, job_ms).await;
+    let loaded = steps(env, urgent, job_ms).await;
+    let column = |rows: &[[Option<i64>; 10]], i: usize| {
+        let mut v: Vec<i64> = rows.iter().filter_map(|r| r[i]).collect();
+        v.sort();
+        v
+    };
+    println!("urgent latency by step (ms; each from the step before):");
+    println!(
+        "  {:<48} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "step", "idle med", "med", "p90", "worst", "med-idle"
+    );
+    for (i, name) in STEPS.iter().enumerate() {
+        let (a, b) = (column(&idle, i), column(&loaded, i));
+        let med = |v: &[i64]| v.get(v.len() / 2).copied();
+        let p90 = b.get(b.len() * 9 / 10).copied();
+        let show = |x: Option<i64>| x.map_or("-".to_string(), |x| x.to_string());
+        let extra = med(&a).zip(med(&b)).map(|(a, b)| b - a);
+        println!(
+            "  {name:<48} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            show(med(&a)),
+            show(med(&b)),
+            show(p90),
+            show(b.last().copied()),
+            show(extra)
+        );
+    }
+    // The worst runs, step by step, so a tail is attributed to its step.
+    let total = |r: &[Option<i64>; 10]| r.iter().flatten().sum::<i64>();
+    let mut worst: Vec<&[Option<i64>; 10]> = loaded.iter().collect();
+    worst.sort_by_key(|r| std::cmp::Reverse(total(r)));
+    println!("  the five slowest urgent runs, ms per step:");
+    for r in worst.iter().take(5) {
+        let cells: Vec<String> = r.iter().map(|x| x.map_or("-".into(), |x| x.to_string())).collect();
+        println!("    total {:>5}: {}", total(r), cells.join(" / "));
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use docket_shared::{
     App, StageError, StageResult, UnitOfWork,
-    run::{self, Guard, Run, edges, rooms::Room, wakeup::Serve},
+    run::{self, Guard, Run, edges, rooms::{self, Room}, wakeup::Serve},
 };
 use tracing::info;
 
@@ -36,8 +36,14 @@ impl Serve for StartSearch {
         let job_id = loop {
             match app.docex().search(&key, &names, &guard).await {
                 Ok(job) => break job,
-                // Downloads hold the next slots: wait for ours while within the hold.
+                // Downloads hold the next slots: wait for ours while within the
+                // hold, unless a more urgent run came into the room meanwhile:
+                // then it takes the turn (the worker serves the room's head
+                // again) and this run keeps its place.
                 Err(StageError::Wait { after, .. }) if started.elapsed() + after < hold => {
+                    if rooms::more_urgent_waits(pool, Room::Search, run.priority()).await? {
+                        return Err(StageError::wait(Duration::ZERO, "a more urgent run takes the search turn"));
+                    }
                     tokio::time::sleep(after + Duration::from_millis(rand::random::<u64>() % 6)).await;
                 }
                 Err(e) => return Err(e),

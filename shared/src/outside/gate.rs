@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 use super::{
     Api, Budget,
     breaker::{Breaker, Verdict},
-    limiter::{Limiter, Slot},
+    limiter::{Limiter, Rank, Reservation, Slot, TAKE_OVER_GUARD},
 };
 use crate::{
     error::{StageError, StageResult, json_fault},
@@ -36,6 +36,21 @@ pub enum Admission {
     /// searches yield to archive downloads, which may reserve far ahead, yet
     /// a search waiting for the next slot leaves no gap behind the last one.
     NextOnly,
+}
+
+impl Admission {
+    /// The caller's place in the line. An urgent run's call may take over
+    /// a slot reserved by a call of the same admission for other work: an
+    /// urgent download goes ahead of every other download and search, an
+    /// urgent search ahead of other searches (never of downloads).
+    fn rank(self, urgent: bool) -> Rank {
+        match (self, urgent) {
+            (Admission::Hold, true) => Rank { own: 0, takes_over: 2 },
+            (Admission::NextOnly, true) => Rank { own: 1, takes_over: 3 },
+            (Admission::Hold, false) => Rank { own: 2, takes_over: 0 },
+            (Admission::NextOnly, false) => Rank { own: 3, takes_over: 0 },
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -102,6 +117,8 @@ impl Gate {
             // At a slow budget one interval may be long: never hold past the cap.
             Admission::NextOnly => self.limiter.interval(budget).min(self.max_hold),
         };
+        let urgent = guard.is_some_and(Guard::urgent);
+        let rank = admission.rank(urgent);
         let labels = BudgetLabels { budget: budget.as_str() };
         let first = Instant::now();
         let mut late_in_a_row = 0;
@@ -110,26 +127,36 @@ impl Gate {
             // after we asked), so lateness measured from there is never
             // underestimated, whatever the round trip cost.
             let asked = Instant::now();
-            let (wait, epoch) = match self.limiter.reserve(budget, max_wait).await? {
-                Slot::Reserved(wait, epoch) => (wait, epoch),
+            let reservation = match self.limiter.reserve(budget, max_wait, rank).await? {
+                Slot::Reserved(r) => r,
                 Slot::Deferred(after) => {
                     self.metrics.limiter_deferred.get_or_create(&labels).inc();
                     return Err(StageError::wait(after, format!("{} budget spent for now", budget.as_str())));
                 }
             };
+            let answered = Instant::now();
+            let Reservation { wait, taken_over, .. } = reservation;
+            if taken_over {
+                debug!(budget = budget.as_str(), ?wait, "took over a slot reserved for other work");
+            }
             let slot = asked + wait;
             if !wait.is_zero() {
-                tokio::time::sleep_until(slot.into()).await;
+                // The slot is no later than `answered + wait`. Waking no
+                // earlier than the guard before that, the check below comes
+                // after anyone could still take the slot over.
+                let check_at = slot.max((answered + wait).checked_sub(TAKE_OVER_GUARD).unwrap_or(slot));
+                tokio::time::sleep_until(check_at.into()).await;
                 // Much can happen while we slept: the API may have gone
-                // dark (then nobody should send), or Redis may have lost
-                // the schedule our slot belonged to (then take a new one).
+                // dark (then nobody should send), Redis may have lost the
+                // schedule our slot belonged to, or an urgent call may have
+                // taken the slot over (then take a new one).
                 if verdict != Verdict::Probe {
                     verdict = self.admit().await?;
                 }
-                if !self.limiter.still_valid(budget, &epoch).await? {
-                    warn!(
+                if !self.limiter.stands(budget, &reservation).await? {
+                    debug!(
                         budget = budget.as_str(),
-                        "the limiter's schedule was lost (Redis restarted?); reserving again"
+                        "the reserved slot went to an urgent call, or the schedule was lost; reserving again"
                     );
                     continue;
                 }

@@ -24,11 +24,15 @@ use crate::{
     settings::Settings,
 };
 
-/// KEYS[1]: the budget's TAT (µs); KEYS[2]: its epoch. ARGV: interval µs,
-/// longest wait µs the caller accepts, a fresh epoch id, and the budget's
-/// window µs if the caller has seen an earlier schedule (else 0). Returns
-/// {reserved (0|1), wait µs, epoch}. When the wait is longer than accepted
-/// nothing is reserved, so a deferred caller spends nothing.
+/// KEYS[1]: the budget's TAT (µs); KEYS[2]: its epoch; KEYS[3]: the slots
+/// reserved and not yet passed (a ZSET: member `<rank>:<id>`, score the
+/// slot's time in µs). ARGV: interval µs, longest wait µs the caller
+/// accepts, a fresh epoch id, the budget's window µs if the caller has seen
+/// an earlier schedule (else 0), the caller's rank, its reservation id, the
+/// guard µs, and the least rank whose slots the caller may take over (0:
+/// none). Returns {reserved (0|1), wait µs,
+/// epoch, taken over (0|1)}. When the wait is longer than accepted nothing is
+/// reserved, so a deferred caller spends nothing.
 ///
 /// The epoch (a key without expiry) changes only when Redis lost its data: a
 /// caller that slept on a reservation checks it before sending, and reserves
@@ -36,6 +40,15 @@ use crate::{
 /// A caller that knew the lost schedule starts the new one a whole window
 /// (plus the margin) ahead: requests sent on the old one may fill the last
 /// window, and nobody remembers how many.
+///
+/// Priority chooses who gets a slot, never how many there are: a caller
+/// that may go ahead of some ranks (an urgent run's call) takes over the
+/// earliest slot reserved by a caller of such a rank, if that slot is
+/// earlier than the next free one and more than the guard away. The slot
+/// changes hands and the schedule stays as it was: still at most one slot
+/// per interval. The one who lost it learns so when it wakes (it checks its
+/// reservation before sending, always after `slot - guard`) and reserves
+/// again.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -50,14 +63,47 @@ if not epoch then
 end
 local interval = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
+local rank = tonumber(ARGV[5])
+local member = ARGV[5] .. ':' .. ARGV[6]
+local guard = tonumber(ARGV[7])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now - 10000000))
+local over = tonumber(ARGV[8])
+if over > 0 then
+  local held = redis.call('ZRANGEBYSCORE', KEYS[3], string.format('(%d', now + guard),
+    string.format('(%d', tat), 'WITHSCORES', 'LIMIT', 0, 64)
+  for i = 1, #held, 2 do
+    local other = held[i]
+    if tonumber(string.match(other, '^(%d+):')) >= over then
+      local slot = tonumber(held[i + 1])
+      if slot - now > max_wait then break end
+      redis.call('ZREM', KEYS[3], other)
+      redis.call('ZADD', KEYS[3], string.format('%d', slot), member)
+      return {1, slot - now, epoch, 1}
+    end
+  end
+end
 local wait = tat - now
-if wait > max_wait then return {0, wait, epoch} end
+if wait > max_wait then return {0, wait, epoch, 0} end
 local next_tat = tat + interval
 local ttl_ms = math.floor((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', ttl_ms)
-return {1, wait, epoch}
+if wait > 0 then
+  redis.call('ZADD', KEYS[3], string.format('%d', tat), member)
+  redis.call('PEXPIRE', KEYS[3], ttl_ms + 10000)
+end
+return {1, wait, epoch, 0}
+";
+
+/// KEYS[1]: the budget's epoch; KEYS[2]: its reserved slots. ARGV: the
+/// epoch and the member of a reservation. 1 when the reservation stands
+/// (Redis kept the schedule and nobody of a lower rank took the slot over).
+const STANDS: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return 1 end
+if redis.call('ZSCORE', KEYS[2], ARGV[2]) then return 1 end
+return 0
 ";
 
 /// KEYS[1]: the budget's TAT (µs). ARGV: µs from now before which nobody
@@ -74,10 +120,16 @@ end
 return 1
 ";
 
+/// How close to its time a reserved slot can no longer be taken over: its
+/// holder checks the reservation no earlier than this before the slot, so a
+/// slot is never taken over after its holder saw it still stood.
+pub const TAKE_OVER_GUARD: Duration = Duration::from_millis(25);
+
 #[derive(Clone)]
 pub struct Limiter {
     redis: Redis,
     script: Script,
+    stands: Script,
     push: Script,
     search: Duration,
     status: Duration,
@@ -97,11 +149,38 @@ fn index(budget: Budget) -> usize {
     }
 }
 
+/// A caller's place in the line for a budget's slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rank {
+    /// Its own rank (kept with its reservation).
+    pub own: u8,
+    /// It may take over slots reserved by ranks at or above this; 0: none.
+    pub takes_over: u8,
+}
+
+impl Rank {
+    /// A caller that goes in turn and whose slot nobody takes.
+    pub const PLAIN: Rank = Rank { own: 0, takes_over: 0 };
+}
+
+/// A reserved slot.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Send after this wait.
+    pub wait: Duration,
+    /// The schedule it belongs to.
+    pub epoch: String,
+    /// Its entry among the reserved slots ('' when sent at once: nobody
+    /// can take a slot that is now).
+    pub member: String,
+    /// Taken over from a caller of a lower priority.
+    pub taken_over: bool,
+}
+
 /// The answer to an admission request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Slot {
-    /// Reserved in the schedule `epoch`: send after this wait.
-    Reserved(Duration, String),
+    Reserved(Reservation),
     /// Not reserved: the next slot is this far away.
     Deferred(Duration),
 }
@@ -112,6 +191,7 @@ impl Limiter {
         Limiter {
             redis,
             script: Script::new(GCRA),
+            stands: Script::new(STANDS),
             push: Script::new(PUSH),
             search: settings.docex_search_rate.interval_with_margin(m),
             status: settings.docex_status_rate.interval_with_margin(m),
@@ -137,36 +217,52 @@ impl Limiter {
         StageError::transient(format!("rate limiter unavailable (redis): {e}"))
     }
 
-    /// Reserves the next slot of `budget` if it is at most `max_wait` away.
-    pub async fn reserve(&self, budget: Budget, max_wait: Duration) -> StageResult<Slot> {
+    /// Reserves the next slot of `budget` if it is at most `max_wait` away
+    /// (or takes over an earlier one, as `rank` allows).
+    pub async fn reserve(&self, budget: Budget, max_wait: Duration, rank: Rank) -> StageResult<Slot> {
         let mut conn = self.redis.conn.clone();
         let seen = &self.seen[index(budget)];
         let cold = if seen.load(Ordering::Relaxed) { self.windows[index(budget)] } else { Duration::ZERO };
-        let (reserved, wait_us, epoch): (i64, i64, String) = self
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (reserved, wait_us, epoch, taken_over): (i64, i64, String, i64) = self
             .script
             .key(self.redis.key(&["limit", budget.as_str()]))
             .key(self.redis.key(&["limit", budget.as_str(), "epoch"]))
+            .key(self.redis.key(&["limit", budget.as_str(), "held"]))
             .arg(self.interval(budget).as_micros() as i64)
             .arg(max_wait.as_micros() as i64)
             .arg(uuid::Uuid::new_v4().to_string())
             .arg(cold.as_micros() as i64)
+            .arg(rank.own)
+            .arg(&id)
+            .arg(TAKE_OVER_GUARD.as_micros() as i64)
+            .arg(rank.takes_over)
             .invoke_async(&mut conn)
             .await
             .map_err(Self::unavailable)?;
         seen.store(true, Ordering::Relaxed);
         let wait = Duration::from_micros(wait_us.max(0) as u64);
-        Ok(if reserved == 1 { Slot::Reserved(wait, epoch) } else { Slot::Deferred(wait) })
+        if reserved != 1 {
+            return Ok(Slot::Deferred(wait));
+        }
+        let member = if wait.is_zero() { String::new() } else { format!("{}:{id}", rank.own) };
+        Ok(Slot::Reserved(Reservation { wait, epoch, member, taken_over: taken_over == 1 }))
     }
 
-    /// Whether a reservation made in `epoch` still stands (Redis kept its data).
-    pub async fn still_valid(&self, budget: Budget, epoch: &str) -> StageResult<bool> {
+    /// Whether a reservation still stands: Redis kept the schedule it
+    /// belongs to, and no caller of a higher priority took its slot over.
+    pub async fn stands(&self, budget: Budget, reservation: &Reservation) -> StageResult<bool> {
         let mut conn = self.redis.conn.clone();
-        let current: Option<String> = redis::cmd("GET")
-            .arg(self.redis.key(&["limit", budget.as_str(), "epoch"]))
-            .query_async(&mut conn)
+        let stands: i64 = self
+            .stands
+            .key(self.redis.key(&["limit", budget.as_str(), "epoch"]))
+            .key(self.redis.key(&["limit", budget.as_str(), "held"]))
+            .arg(&reservation.epoch)
+            .arg(&reservation.member)
+            .invoke_async(&mut conn)
             .await
             .map_err(Self::unavailable)?;
-        Ok(current.as_deref() == Some(epoch))
+        Ok(stands == 1)
     }
 
     /// After a 429: nobody of the fleet sends on this budget for `after`.

@@ -5,7 +5,7 @@
 
 use sqlx::PgPool;
 
-use super::{Run, State, Step};
+use super::{Priority, Run, State, Step};
 use crate::error::{StageError, StageResult};
 
 #[derive(Clone, Debug)]
@@ -13,11 +13,17 @@ pub struct Guard {
     pool: PgPool,
     step: Step,
     state: State,
+    priority: Priority,
 }
 
 impl Guard {
     pub fn new(pool: &PgPool, run: &Run) -> Guard {
-        Guard { pool: pool.clone(), step: run.step(), state: run.state }
+        Guard { pool: pool.clone(), step: run.step(), state: run.state, priority: run.priority() }
+    }
+
+    /// An urgent run's call, which may take over a slot reserved for other work.
+    pub fn urgent(&self) -> bool {
+        self.priority == Priority::Urgent
     }
 
     /// `Ok` when the call may leave; [`StageError::Stopped`] when the run

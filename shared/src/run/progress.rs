@@ -131,6 +131,11 @@ pub struct Pace {
     pub conversions_per_sec: Option<f64>,
     /// Median time from a job finishing to its run's report.
     pub tail: Duration,
+    /// Time from a run's search to its job found finished (the job's own
+    /// time and the polls), the third quartile: the last runs of a batch
+    /// are searched before its last units of budget are spent, and the
+    /// batch is done only when the slowest of them is.
+    pub search_to_job: Duration,
     /// Requests arriving steadily (a stream, not a batch published at
     /// once) per priority rank, per second: work that will take its share
     /// of the budget ahead of every lower priority.
@@ -165,6 +170,17 @@ impl Pace {
         )
         .fetch_one(pool)
         .await?;
+        let search_to_job: Option<f64> = sqlx::query_scalar(
+            "SELECT percentile_cont(0.75) WITHIN GROUP (ORDER BY extract(epoch FROM j.at - s.at))
+             FROM (SELECT run_id FROM docket.runs WHERE state = 'done' AND cancelled_at IS NULL
+                   ORDER BY finished_at DESC LIMIT 100) r
+             JOIN LATERAL (SELECT max(at) AS at FROM docket.run_events
+                           WHERE run_id = r.run_id AND event LIKE 'job finished%') j ON j.at IS NOT NULL
+             JOIN LATERAL (SELECT max(at) AS at FROM docket.run_events
+                           WHERE run_id = r.run_id AND event LIKE 'DocEx search started%') s ON s.at IS NOT NULL",
+        )
+        .fetch_one(pool)
+        .await?;
         // The last hundred slots of the DocEx budget: ten minutes at 10/min.
         let window = settings.docex_search_rate.interval_with_margin(settings.limit_margin).as_secs_f64() * 100.0;
         let arrivals: Vec<(i16, i64, f64)> = sqlx::query_as(
@@ -196,6 +212,7 @@ impl Pace {
             found_share_all: (total >= 10).then(|| found as f64 / total as f64),
             conversions_per_sec: (done >= 20).then(|| done as f64 / 300.0),
             tail: Duration::from_secs_f64(tail.unwrap_or(0.0).clamp(0.0, 3600.0)),
+            search_to_job: Duration::from_secs_f64(search_to_job.unwrap_or(0.0).clamp(0.0, 3600.0)),
         })
     }
 }
@@ -239,7 +256,7 @@ pub fn estimate(all: &[BatchCounts], settings: &Settings, pace: &Pace) -> BTreeM
             ]
             .into_iter()
             .fold((0.0, Bound::DocexBudget), |best, next| if next.0 > best.0 { next } else { best });
-            let tail = if c.to_search + c.searching + c.to_download > 0 { pace.tail.as_secs_f64() } else { 0.0 };
+            let tail = in_flight_tail(c, pace);
             out.insert(c.batch.clone(), (Duration::from_secs_f64(secs + tail), bound));
         }
         ahead_docex += docex_done.iter().copied().fold(0.0, f64::max);
@@ -247,6 +264,18 @@ pub fn estimate(all: &[BatchCounts], settings: &Settings, pace: &Pace) -> BTreeM
         ahead_docs += docs_done.iter().copied().fold(0.0, f64::max);
     }
     out
+}
+
+/// What a batch's last runs still take after its last unit of budget is
+/// spent: the budget can be spent before they are done. A run searched
+/// near the end still waits for its job (and the poll that sees it
+/// finished), then for its download, conversions and report; a run already
+/// downloaded needs none of that. Runs among their documents are counted
+/// by the conversions' estimate instead.
+fn in_flight_tail(c: &BatchCounts, pace: &Pace) -> f64 {
+    let job = if c.to_search + c.searching > 0 { pace.search_to_job.as_secs_f64() } else { 0.0 };
+    let after_job = if c.to_search + c.searching + c.to_download > 0 { pace.tail.as_secs_f64() } else { 0.0 };
+    job + after_job
 }
 
 /// When each of several jobs sharing one resource in turn finishes, given
@@ -361,6 +390,29 @@ mod tests {
         let eta = estimate(&[batch("bulk", Priority::Bulk, 80)], &settings(), &pace);
         // One urgent search every 5 s leaves 80 % of one a second.
         assert_eq!(eta["bulk"].0, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn a_batch_is_done_when_its_last_searched_runs_are_not_when_its_budget_is_spent() {
+        let pace = Pace {
+            found_share_all: Some(0.0),
+            tail: Duration::from_millis(500),
+            search_to_job: Duration::from_millis(1500),
+            ..Pace::default()
+        };
+        // Ten searches left at one a second, then the last one's job and the rest.
+        let eta = estimate(&[batch("b", Priority::Normal, 10)], &settings(), &pace);
+        assert_eq!(eta["b"].0, Duration::from_secs(12));
+        // Every run searched, two of them still polling: their jobs, then the rest.
+        let mut polling = batch("p", Priority::Normal, 0);
+        (polling.waiting, polling.in_progress, polling.searching) = (0, 2, 2);
+        let eta = estimate(&[polling], &settings(), &pace);
+        assert_eq!(eta["p"].0, Duration::from_secs(2));
+        // Only downloads left: one slot each, then what follows a download.
+        let mut fetching = batch("f", Priority::Normal, 0);
+        (fetching.waiting, fetching.in_progress, fetching.to_download) = (0, 3, 3);
+        let eta = estimate(&[fetching], &settings(), &pace);
+        assert_eq!(eta["f"].0, Duration::from_millis(3500));
     }
 
     #[test]

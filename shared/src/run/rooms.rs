@@ -145,6 +145,24 @@ pub async fn claim(pool: &PgPool, room: Room, lease: Duration, job_slots: Option
     Ok(Claimed::Run(Box::new(run)))
 }
 
+/// Whether a run more urgent than `priority` waits in the room and could
+/// be served now: a worker waiting for a slot on a lesser run's behalf
+/// gives it back and serves the room's head instead.
+pub async fn more_urgent_waits(pool: &PgPool, room: Room, priority: super::Priority) -> Result<bool, sqlx::Error> {
+    if priority == super::Priority::Urgent {
+        return Ok(false);
+    }
+    sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM docket.runs r WHERE r.priority < $2 AND {SERVABLE}
+           AND (r.claimed_until IS NULL OR r.claimed_until < now())
+           AND (r.not_before IS NULL OR r.not_before <= now()))"
+    ))
+    .bind(room.state().as_str())
+    .bind(priority.rank())
+    .fetch_one(pool)
+    .await
+}
+
 /// Why a claimed run goes back to its room without having moved on.
 #[derive(Clone, Copy, Debug)]
 pub enum Release<'a> {
