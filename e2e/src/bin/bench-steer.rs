@@ -311,7 +311,11 @@ async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 1
                     .min()
             };
             let tracker_at = |endpoint: &str| {
-                tracker.iter().filter(|a| a.endpoint == endpoint && a.subject == s.patient).map(|a| a.at_ms as i64).min()
+                tracker
+                    .iter()
+                    .filter(|a| a.endpoint == endpoint && a.subject == s.patient)
+                    .map(|a| a.at_ms as i64)
+                    .min()
             };
             let event_at = |prefix: &str| {
                 events.iter().filter(|e| e.0 == s.patient && e.1.starts_with(prefix)).map(|e| ms(e.2)).next()
@@ -325,8 +329,19 @@ async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 1
             let docs = event_at("all ");
             let report = tracker_at("add_report");
             let finished = done.iter().find(|d| d.0 == s.patient).and_then(|d| d.1).map(ms);
-            let points =
-                [Some(ms(s.at)), Some(ms(s.confirmed)), task, search, ready, seen, archive, extracted, docs, report, finished];
+            let points = [
+                Some(ms(s.at)),
+                Some(ms(s.confirmed)),
+                task,
+                search,
+                ready,
+                seen,
+                archive,
+                extracted,
+                docs,
+                report,
+                finished,
+            ];
             let mut out = [None; 10];
             for i in 0..10 {
                 out[i] = points[i].zip(points[i + 1]).map(|(a, b)| b - a);
@@ -347,10 +362,7 @@ async fn breakdown(env: &TestEnv, baseline: &[Sent], urgent: &[Sent], job_ms: u6
         v
     };
     println!("urgent latency by step (ms; each from the step before):");
-    println!(
-        "  {:<48} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "step", "idle med", "med", "p90", "worst", "med-idle"
-    );
+    println!("  {:<48} {:>9} {:>9} {:>9} {:>9} {:>9}", "step", "idle med", "med", "p90", "worst", "med-idle");
     for (i, name) in STEPS.iter().enumerate() {
         let (a, b) = (column(&idle, i), column(&loaded, i));
         let med = |v: &[i64]| v.get(v.len() / 2).copied();

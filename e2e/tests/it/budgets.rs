@@ -2,9 +2,16 @@
 //! long job is polled on the backoff schedule rather than at the budget's
 //! full rate. (A Redis restart: `servers.rs`.)
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use docket_e2e::{Patient, TestEnv, TestOptions};
+use docket_shared::{
+    outside::{
+        Budget, Redis,
+        limiter::{Limiter, Rank, Slot, TAKE_OVER_GUARD},
+    },
+    settings::{Settings, Vars},
+};
 use docket_stubs::{ArchiveKind, Profile};
 
 use crate::common::{assert_budgets_held, one_task_one_report_each};
@@ -52,4 +59,91 @@ async fn a_job_running_for_an_hour_is_polled_on_the_backoff_schedule_not_at_full
     println!("a 60 s job took {polls} status reads (the budget would have allowed {})", 60 * 50);
     assert!((40..=80).contains(&polls), "{polls} status reads for a one-minute job");
     env.cleanup().await;
+}
+
+/// One use of the limiter as the gate makes it: reserve, sleep to the slot
+/// (no earlier than the guard before its latest possible time), check the
+/// reservation still stands, else reserve again. Returns when it began and
+/// when it would send.
+async fn take_slot(limiter: &Limiter, rank: Rank) -> (Instant, Instant) {
+    let first = Instant::now();
+    loop {
+        let asked = Instant::now();
+        let Slot::Reserved(r) =
+            limiter.reserve(Budget::DocexSearch, Duration::from_secs(60), rank).await.expect("redis answers")
+        else {
+            panic!("a wait of a minute is always accepted");
+        };
+        let answered = Instant::now();
+        if !r.wait.is_zero() {
+            let at = (asked + r.wait).max((answered + r.wait).checked_sub(TAKE_OVER_GUARD).unwrap_or(answered));
+            tokio::time::sleep_until(at.into()).await;
+            if !limiter.stands(Budget::DocexSearch, &r).await.expect("redis answers") {
+                continue;
+            }
+        }
+        return (first, Instant::now());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_share_an_interval() {
+    let prefix = format!("docket_t_{}_{}_limiter", chrono::Utc::now().timestamp(), std::process::id());
+    let vars = [("DOCEX_SEARCH_RATE", "600/min"), ("LIMIT_MARGIN", "0ms"), ("REDIS_KEY_PREFIX", prefix.as_str())];
+    let settings =
+        Settings::from_vars(&Vars::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
+            .expect("valid settings");
+    let redis = Redis::connect(&settings.redis_url, &settings.redis_key_prefix).expect("a Redis client");
+    let limiter = Limiter::new(redis, &settings);
+    let interval = limiter.interval(Budget::DocexSearch);
+    let bulk = Rank { own: 2, takes_over: 0 };
+    let urgent = Rank { own: 0, takes_over: 2 };
+    let until = Instant::now() + Duration::from_secs(4);
+    // Eight bulk callers, each holding a reservation far ahead, always.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let limiter = limiter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            while Instant::now() < until {
+                sent.push((take_slot(&limiter, bulk).await, false));
+            }
+            sent
+        }));
+    }
+    // And now and then an urgent one.
+    let urgent_caller = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while Instant::now() + Duration::from_millis(500) < until {
+                sent.push((take_slot(&limiter, urgent).await, true));
+                tokio::time::sleep(Duration::from_millis(230)).await;
+            }
+            sent
+        })
+    };
+    let mut sends = urgent_caller.await.expect("the urgent caller");
+    for t in tasks {
+        sends.extend(t.await.expect("a bulk caller"));
+    }
+    sends.sort_by_key(|((_, at), _)| *at);
+    // Priority chose who sent, never how often: sends stay an interval apart
+    // (less the jitter of waking up).
+    for pair in sends.windows(2) {
+        let gap = pair[1].0.1 - pair[0].0.1;
+        assert!(gap + Duration::from_millis(20) >= interval, "two sends {gap:?} apart");
+    }
+    let mut urgent_waits: Vec<Duration> = sends.iter().filter(|s| s.1).map(|((from, at), _)| *at - *from).collect();
+    let mut bulk_waits: Vec<Duration> = sends.iter().filter(|s| !s.1).map(|((from, at), _)| *at - *from).collect();
+    urgent_waits.sort();
+    bulk_waits.sort();
+    let (u, b) = (urgent_waits[urgent_waits.len() / 2], bulk_waits[bulk_waits.len() / 2]);
+    println!("{} sends; urgent wait median {u:?} (worst {:?}), bulk {b:?}", sends.len(), urgent_waits.last());
+    assert!(urgent_waits.len() >= 8, "{} urgent sends", urgent_waits.len());
+    // The urgent caller takes the earliest slot more than the guard away;
+    // the bulk callers wait behind eight reservations.
+    assert!(u <= interval + TAKE_OVER_GUARD + Duration::from_millis(30), "urgent median wait {u:?}");
+    assert!(b >= interval * 6, "bulk median wait {b:?}");
 }

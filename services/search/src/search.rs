@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use docket_shared::{
     App, StageError, StageResult, UnitOfWork,
-    run::{self, Guard, Run, edges, rooms::{self, Room}, wakeup::Serve},
+    run::{
+        self, Guard, Run, edges,
+        rooms::{self, Room},
+        wakeup::Serve,
+    },
 };
 use tracing::info;
 

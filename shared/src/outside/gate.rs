@@ -35,6 +35,8 @@ pub enum Admission {
     /// further ahead: the low-priority side of a shared budget. DocEx
     /// searches yield to archive downloads, which may reserve far ahead, yet
     /// a search waiting for the next slot leaves no gap behind the last one.
+    /// An urgent run's call reserves like `Hold`: behind the downloads
+    /// already waiting, ahead of everything that comes after it.
     NextOnly,
 }
 
@@ -112,12 +114,15 @@ impl Gate {
         guard: Option<&Guard>,
     ) -> StageResult<Response> {
         let mut verdict = self.admit().await?;
+        let urgent = guard.is_some_and(Guard::urgent);
         let max_wait = match admission {
             Admission::Hold => self.max_hold,
+            // An urgent search queues behind the downloads already waiting,
+            // and ahead of every call that comes later.
+            Admission::NextOnly if urgent => self.max_hold,
             // At a slow budget one interval may be long: never hold past the cap.
             Admission::NextOnly => self.limiter.interval(budget).min(self.max_hold),
         };
-        let urgent = guard.is_some_and(Guard::urgent);
         let rank = admission.rank(urgent);
         let labels = BudgetLabels { budget: budget.as_str() };
         let first = Instant::now();

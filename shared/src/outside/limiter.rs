@@ -120,10 +120,11 @@ end
 return 1
 ";
 
-/// How close to its time a reserved slot can no longer be taken over: its
-/// holder checks the reservation no earlier than this before the slot, so a
-/// slot is never taken over after its holder saw it still stood.
-pub const TAKE_OVER_GUARD: Duration = Duration::from_millis(25);
+/// How close to its time a reserved slot can no longer be taken over. Its
+/// holder checks the reservation no earlier than this before the latest
+/// time the slot can be (the answer's arrival plus the wait), so Redis has
+/// closed the slot to takers before the check, whatever the round trip.
+pub const TAKE_OVER_GUARD: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct Limiter {
