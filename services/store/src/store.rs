@@ -47,8 +47,8 @@ impl Store {
     /// `extracted`: a redelivered chunk copies and counts nothing twice.
     async fn originals(&self, run_id: Uuid, docs: &[i32]) -> StageResult {
         let app = &self.app;
-        let rows: Vec<(i32, String, String, String, String)> = sqlx::query_as(
-            "SELECT d.doc, r.patient_id, r.state, d.state, d.key_name
+        let rows: Vec<(i32, String, String, String)> = sqlx::query_as(
+            "SELECT d.doc, r.patient_id, r.state, d.key_name
              FROM docket.documents d JOIN docket.runs r USING (run_id)
              WHERE d.run_id = $1 AND d.doc = ANY($2) AND d.state = 'extracted'",
         )
@@ -58,7 +58,7 @@ impl Store {
         .await?;
         let rows: Vec<_> = rows.into_iter().filter(|r| State::parse(&r.2) == Some(State::Documents)).collect();
         let copied: Vec<(i32, StageResult<(String, u64)>)> = futures::stream::iter(rows)
-            .map(|(n, patient_id, _, _, key_name)| async move {
+            .map(|(n, patient_id, _, key_name)| async move {
                 let key = keys::original(&patient_id, run_id, n, &key_name);
                 let copied = app.scratch.copy_to(&scratch::original(run_id, n), app.storage(), &key).await;
                 (n, copied.map(|bytes| (key, bytes)))
@@ -99,10 +99,7 @@ impl Store {
             self.dispatch.entered();
         }
         // What was stored stays stored; the chunk comes back for the rest.
-        match retry {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        retry.map_or(Ok(()), Err)
     }
 
     /// Stores the PDFs of one conversion message (or records why there are
@@ -149,10 +146,7 @@ impl Store {
         }
         self.finish(run_id, "converting", outcomes).await?;
         // What was stored stays stored; the message comes back for the rest.
-        match retry {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        retry.map_or(Ok(()), Err)
     }
 
     /// One converted PDF into storage, or the reason there is none.
