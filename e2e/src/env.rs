@@ -218,13 +218,17 @@ impl TestEnv {
 
     /// Publishes requests in `batch` at `priority` (as `docket publish
     /// --batch --priority` would).
+    /// Publishes requests in `batch` at `priority` as `docket publish` does:
+    /// urgent ones to the intake's urgent lane, the rest to `patients`.
     pub async fn publish_in(&self, batch: &str, priority: &str, ids: &[&str]) {
-        rabbit::wait_for_queue(&self.vhost, "patients").await;
+        use docket_shared::broker::topology::queues;
+        let queue = if priority == "urgent" { queues::PATIENTS_URGENT } else { queues::PATIENTS };
+        rabbit::wait_for_queue(&self.vhost, queue).await;
         let bodies: Vec<Vec<u8>> = ids
             .iter()
             .map(|id| serde_json::json!({ "patient_id": id, "batch": batch, "priority": priority }).to_string().into())
             .collect();
-        rabbit::publish_many(&self.vhost, "patients", &bodies).await.expect("publishing requests");
+        rabbit::publish_many(&self.vhost, queue, &bodies).await.expect("publishing requests");
     }
 
     pub async fn runs(&self, patient_id: &str) -> Vec<Run> {

@@ -267,9 +267,10 @@ struct Sent {
 /// The steps of an urgent run, from the stubs' arrival log (when each call
 /// reached DocEx or TaskTracker) and the run's history (when each stage
 /// committed). Each step is the time from the previous one.
-const STEPS: [&str; 10] = [
+const STEPS: [&str; N] = [
     "publish (bench's AMQP connect + confirm)",
-    "confirmed -> TaskTracker task created",
+    "confirmed -> run started (intake)",
+    "run started -> TaskTracker task created",
     "task -> DocEx search arrives",
     "search -> job ready (the stub's job time)",
     "job ready -> the poll that saw it arrives",
@@ -280,8 +281,11 @@ const STEPS: [&str; 10] = [
     "report arrives -> run done",
 ];
 
+/// Steps in [`STEPS`].
+const N: usize = 11;
+
 /// Milliseconds of each step of each run, `None` where a step is missing.
-async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 10]> {
+async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; N]> {
     let docex = env.docex.arrivals();
     let tracker = env.tracker.arrivals();
     let ids: Vec<String> = sent.iter().map(|s| s.patient.clone()).collect();
@@ -320,6 +324,7 @@ async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 1
             let event_at = |prefix: &str| {
                 events.iter().filter(|e| e.0 == s.patient && e.1.starts_with(prefix)).map(|e| ms(e.2)).next()
             };
+            let started = event_at("run started");
             let task = tracker_at("create_task");
             let search = docex_at("search", 0);
             let ready = search.map(|t| t + job_ms as i64);
@@ -332,6 +337,7 @@ async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 1
             let points = [
                 Some(ms(s.at)),
                 Some(ms(s.confirmed)),
+                started,
                 task,
                 search,
                 ready,
@@ -342,8 +348,8 @@ async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 1
                 report,
                 finished,
             ];
-            let mut out = [None; 10];
-            for i in 0..10 {
+            let mut out = [None; N];
+            for i in 0..N {
                 out[i] = points[i].zip(points[i + 1]).map(|(a, b)| b - a);
             }
             out
@@ -356,7 +362,7 @@ async fn steps(env: &TestEnv, sent: &[Sent], job_ms: u64) -> Vec<[Option<i64>; 1
 async fn breakdown(env: &TestEnv, baseline: &[Sent], urgent: &[Sent], job_ms: u64) {
     let idle = steps(env, baseline, job_ms).await;
     let loaded = steps(env, urgent, job_ms).await;
-    let column = |rows: &[[Option<i64>; 10]], i: usize| {
+    let column = |rows: &[[Option<i64>; N]], i: usize| {
         let mut v: Vec<i64> = rows.iter().filter_map(|r| r[i]).collect();
         v.sort();
         v
@@ -379,8 +385,8 @@ async fn breakdown(env: &TestEnv, baseline: &[Sent], urgent: &[Sent], job_ms: u6
         );
     }
     // The worst runs, step by step, so a tail is attributed to its step.
-    let total = |r: &[Option<i64>; 10]| r.iter().flatten().sum::<i64>();
-    let mut worst: Vec<&[Option<i64>; 10]> = loaded.iter().collect();
+    let total = |r: &[Option<i64>; N]| r.iter().flatten().sum::<i64>();
+    let mut worst: Vec<&[Option<i64>; N]> = loaded.iter().collect();
     worst.sort_by_key(|r| std::cmp::Reverse(total(r)));
     println!("  the five slowest urgent runs, ms per step:");
     for r in worst.iter().take(5) {

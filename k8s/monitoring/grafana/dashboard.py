@@ -26,7 +26,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 OUT = HERE / "docket.json"
 
 # Work queues (what the stages consume), as opposed to delay/hold/parked.
-WORK_QUEUES = r"patients|docket\\.(task|search|status|fetch|store|convert|report|control)(\\.urgent)?"
+WORK_QUEUES = r"patients(\\.urgent)?|docket\\.(task|search|status|fetch|store|convert|report|control)(\\.urgent)?"
 # DocEx endpoints that spend the search budget (searches + archive downloads).
 # Must match the `endpoint` label the DocEx client gives those two calls.
 DOCEX_BUDGET_ENDPOINTS = "search|archive"

@@ -51,8 +51,18 @@ pub async fn run(settings: &Settings, what: Publish) -> anyhow::Result<()> {
     let n = publish(settings, &requests).await?;
     let batch = batch.map(|b| format!(" in batch {b}")).unwrap_or_default();
     let priority = priority.map(|p| format!(", {p}")).unwrap_or_default();
-    println!("published {n} request{}{batch}{priority} to the patients queue", if n == 1 { "" } else { "s" });
+    let queue = requests.first().map_or(queues::PATIENTS, intake_queue);
+    println!("published {n} request{}{batch}{priority} to the {queue} queue", if n == 1 { "" } else { "s" });
     Ok(())
+}
+
+/// Urgent requests go to the intake's urgent lane, ahead of whatever waits
+/// in `patients`; everything else to `patients`.
+pub fn intake_queue(request: &PatientRequest) -> &'static str {
+    match request.priority.as_deref().map(Priority::parse) {
+        Some(Ok(Priority::Urgent)) => queues::PATIENTS_URGENT,
+        _ => queues::PATIENTS,
+    }
 }
 
 pub async fn publish(settings: &Settings, requests: &[PatientRequest]) -> anyhow::Result<usize> {
@@ -65,7 +75,8 @@ pub async fn publish(settings: &Settings, requests: &[PatientRequest]) -> anyhow
             let body = serde_json::to_vec(request)?;
             let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
             let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-            confirms.push(channel.basic_publish("".into(), queues::PATIENTS.into(), options, &body, props).await?);
+            let queue = intake_queue(request);
+            confirms.push(channel.basic_publish("".into(), queue.into(), options, &body, props).await?);
         }
         let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(confirms)).await?;
         for r in results {

@@ -121,14 +121,18 @@ pub async fn runs(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Messages waiting in the intake queue (a passive declare reads the count).
+/// Messages waiting in the intake queue and its urgent lane (a passive
+/// declare reads the count).
 async fn intake_depth(settings: &Settings) -> anyhow::Result<u32> {
     let conn = Broker::new(settings, "docket-cli").connect().await?;
     let channel = conn.create_channel().await?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let q = channel.queue_declare(queues::PATIENTS.into(), passive, FieldTable::default()).await?;
+    let mut waiting = 0;
+    for queue in [queues::PATIENTS, queues::PATIENTS_URGENT] {
+        waiting += channel.queue_declare(queue.into(), passive, FieldTable::default()).await?.message_count();
+    }
     let _ = conn.close(200, "done".into()).await;
-    Ok(q.message_count())
+    Ok(waiting)
 }
 
 /// How a wait ended: everything finished, or only parked runs were left.

@@ -1,4 +1,4 @@
-//! `patients` → a run. A request for a patient whose run is in progress
+//! `patients` (and its urgent lane, `patients.urgent`) → a run. A request for a patient whose run is in progress
 //! joins it; otherwise a new run starts in the request's batch at its
 //! priority, waiting in the task room, committed together with its wake-up
 //! (the outbox), so a crash can neither lose nor repeat it.
@@ -13,16 +13,22 @@ use docket_shared::{
 };
 use tracing::info;
 
-pub struct Intake(pub Arc<App>);
+/// Intake from `patients`, or (`URGENT`) from its urgent lane
+/// `patients.urgent`, whose requests are urgent unless they say otherwise.
+/// The lane has its own consumer, so a request published there starts its
+/// run at once, however many wait in `patients`.
+pub struct Intake<const URGENT: bool>(pub Arc<App>);
 
-impl Handler for Intake {
+impl<const URGENT: bool> Handler for Intake<URGENT> {
     type Input = PatientRequest;
-    const QUEUE: &'static str = queues::PATIENTS;
+    const QUEUE: &'static str = if URGENT { queues::PATIENTS_URGENT } else { queues::PATIENTS };
     const SHAPE: &'static str =
         r#"{"patient_id": "…"}, optionally with "batch": "…" and "priority": "urgent", "normal" or "bulk""#;
 
     fn prefetch(&self, app: &App) -> u16 {
-        app.settings.prefetch.unwrap_or(32)
+        // The lane is for the few: a handful at once keeps the database
+        // pool free for the runs it starts.
+        if URGENT { 4 } else { app.settings.prefetch.unwrap_or(32) }
     }
 
     async fn handle(&self, request: PatientRequest, _meta: &Meta) -> StageResult {
@@ -38,6 +44,7 @@ impl Handler for Intake {
             return Err(StageError::permanent(why));
         }
         let priority = match request.priority.as_deref() {
+            None if URGENT => Priority::Urgent,
             None => Priority::Normal,
             Some(text) => Priority::parse(text).map_err(StageError::permanent)?,
         };

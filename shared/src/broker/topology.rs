@@ -27,11 +27,21 @@ pub const PARKED: &str = "docket.parked";
 pub const DEAD_EXCHANGE: &str = "docket.dead";
 pub const DEAD: &str = "docket.dead";
 
-/// The work queues, one per step. `patients` is the public intake queue.
+/// The work queues, one per step. `patients` is the public intake queue,
+/// `patients.urgent` its urgent lane.
 pub mod queues {
     pub const PATIENTS: &str = "patients";
+    /// Urgent requests: taken in ahead of a backlog waiting in `patients`
+    /// (a queue is first in, first out; a lane of its own is how a request
+    /// published after 3,000 others starts before them).
+    pub const PATIENTS_URGENT: &str = "patients.urgent";
     pub const TASK: &str = "docket.task";
+    /// Wake-ups for urgent runs entering the task room, served by a worker
+    /// of their own, so they never wait for one busy with other runs.
+    pub const TASK_URGENT: &str = "docket.task.urgent";
     pub const SEARCH: &str = "docket.search";
+    /// Wake-ups for urgent runs entering the search room (as `TASK_URGENT`).
+    pub const SEARCH_URGENT: &str = "docket.search.urgent";
     pub const STATUS: &str = "docket.status";
     pub const FETCH: &str = "docket.fetch";
     /// Urgent runs' downloads, ahead of the finished jobs waiting for theirs.
@@ -45,10 +55,13 @@ pub mod queues {
     pub const REPORT_URGENT: &str = "docket.report.urgent";
     /// The operator's controls (pause, resume, cancel) as messages.
     pub const CONTROL: &str = "docket.control";
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 15] = [
         PATIENTS,
+        PATIENTS_URGENT,
         TASK,
+        TASK_URGENT,
         SEARCH,
+        SEARCH_URGENT,
         STATUS,
         FETCH,
         FETCH_URGENT,

@@ -57,11 +57,18 @@ async fn advance<'q>(
 
 /// The message that moves a run that has just entered `state` at `step`.
 /// A waiting room gets a wake-up (no run header: whoever it wakes serves the
-/// room's head, not necessarily this run); an urgent run's download and
-/// report go to their urgent lanes.
+/// room's head, not necessarily this run; an urgent run's wakes the room's
+/// urgent worker, which is never busy with other runs, and the head it serves
+/// is the urgent run); an urgent run's download and report go to their
+/// urgent lanes.
 pub fn message_for(state: State, step: Step, priority: Priority) -> Option<Outgoing> {
     let queue = state.queue()?;
     if state.is_room() {
+        let queue = match (state, priority) {
+            (State::Task, Priority::Urgent) => queues::TASK_URGENT,
+            (State::Search, Priority::Urgent) => queues::SEARCH_URGENT,
+            _ => queue,
+        };
         return Some(Outgoing::new(queue, &step));
     }
     let queue = match (state, priority) {
@@ -321,6 +328,14 @@ pub async fn request(
     if let Some(message) = restart {
         sqlx::query("UPDATE docket.runs SET parked = false WHERE run_id = $1").bind(run_id).execute(uow.conn()).await?;
         uow.send(message);
+    } else if priority == Priority::Urgent
+        && let Some(room) = state.filter(|s| s.is_room())
+        && let Some(nudge) = message_for(room, Step { run_id, seq }, Priority::Urgent)
+    {
+        // Made urgent while it waits in a room: one more wake-up, for the
+        // room's urgent worker (a spare wake-up serves the head or finds
+        // the room empty).
+        uow.send(nudge);
     }
     let what = if restarted { "another request restarted the parked run" } else { "another request joined the run" };
     event(uow.conn(), run_id, "search", what).await?;

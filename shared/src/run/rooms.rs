@@ -39,6 +39,14 @@ impl Room {
         }
     }
 
+    /// The queue of the wake-ups urgent runs send as they enter the room.
+    pub const fn urgent_queue(self) -> &'static str {
+        match self {
+            Room::Task => queues::TASK_URGENT,
+            Room::Search => queues::SEARCH_URGENT,
+        }
+    }
+
     pub fn state(self) -> State {
         match self {
             Room::Task => State::Task,

@@ -22,6 +22,9 @@ use crate::{
 /// How a stage serves one run of its room.
 pub trait Serve: Send + Sync + 'static {
     const ROOM: Room;
+    /// The queue of the wake-ups this handler takes: the room's, or its
+    /// urgent lane's ([`Urgent`]).
+    const QUEUE: &'static str = Self::ROOM.queue();
     /// Makes the run's outside call and commits its move (an edge). An
     /// error says what happens to the run: `Transient` backs it off, `Wait`
     /// and `Blocked` give it back untouched, `Stopped` means it was paused
@@ -34,12 +37,35 @@ pub trait Serve: Send + Sync + 'static {
 /// A room's wake-up handler around a stage's [`Serve`].
 pub struct Wakeups<S: Serve>(pub Arc<App>, pub S);
 
+/// A room's urgent worker: takes the wake-ups urgent runs send as they
+/// enter the room, and serves the room's head like any wake-up (urgent runs
+/// sort first). It serves one run at a time and waits for nothing else, so
+/// an urgent run is claimed the moment it arrives, not when a worker busy
+/// holding another run's slot comes free; its outside call then takes over
+/// a slot reserved for other work ([`crate::outside::gate`]). Every run
+/// still has exactly one wake-up, on one lane or the other, so the room's
+/// order, fair share and job slots are the same.
+pub struct Urgent<S: Serve>(pub S);
+
+impl<S: Serve> Serve for Urgent<S> {
+    const ROOM: Room = S::ROOM;
+    const QUEUE: &'static str = S::ROOM.urgent_queue();
+
+    fn serve(&self, app: &App, run: &Run) -> impl Future<Output = StageResult> + Send {
+        self.0.serve(app, run)
+    }
+
+    fn prefetch(&self, _app: &App) -> u16 {
+        1
+    }
+}
+
 /// How many paused or cancelled heads one wake-up skips before it waits.
 const SKIPS: usize = 16;
 
 impl<S: Serve> Handler for Wakeups<S> {
     type Input = Step;
-    const QUEUE: &'static str = S::ROOM.queue();
+    const QUEUE: &'static str = S::QUEUE;
 
     fn prefetch(&self, app: &App) -> u16 {
         self.1.prefetch(app)
