@@ -121,6 +121,46 @@ async fn an_urgent_request_behind_300_bulk_ones_takes_the_next_search_slot_and_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_on_the_urgent_intake_lane_starts_ahead_of_an_intake_backlog_and_is_urgent() {
+    // The backlog has nothing to find and the budget is slow: what is
+    // measured is intake, where `patients` is first in, first out.
+    let mut env = TestEnv::new(options(60, 1.0)).await;
+    let bulk = patients("Q", 2000);
+    env.seed(&bulk).await;
+    env.seed(&[Patient::new("URGENT")]).await;
+    env.start_all(1).await;
+    env.publish_in("backlog", "bulk", &ids(&bulk)).await;
+    // Published by hand to the lane, without a priority: urgent by default.
+    rabbit::publish_raw(&env.vhost, "patients.urgent", br#"{"patient_id": "URGENT"}"#)
+        .await
+        .expect("publishing to patients.urgent");
+    let (priority, created): (i16, chrono::DateTime<chrono::Utc>) =
+        eventually(Duration::from_secs(60), "the urgent run", || async {
+            sqlx::query_as("SELECT priority, created_at FROM docket.runs WHERE patient_id = 'URGENT'")
+                .fetch_optional(&env.pool)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "no run yet".to_string())
+        })
+        .await;
+    assert_eq!(docket_shared::run::Priority::from_rank(priority), docket_shared::run::Priority::Urgent);
+    let (before, all): (i64, i64) = eventually(Duration::from_secs(120), "the backlog taken in", || async {
+        let (before, all): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE created_at < $1), count(*) FROM docket.runs WHERE batch = 'backlog'",
+        )
+        .bind(created)
+        .fetch_one(&env.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if all == 2000 { Ok((before, all)) } else { Err(format!("{all} of 2000 taken in")) }
+    })
+    .await;
+    println!("the urgent run started after {before} of the backlog's {all} runs");
+    assert!(before < 1000, "the urgent request waited behind {before} of {all} requests in patients");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_batches_waiting_at_once_share_the_search_slots_in_turn_and_the_small_one_finishes_first() {
     let mut env = TestEnv::new(options(300, 1.0)).await;
     let large = patients("L", 200);
