@@ -20,18 +20,21 @@ const URGENT_POLL_SPREAD: f64 = 4.0;
 
 /// The delay before poll number `n` (1-based): doubling from POLL_FIRST up to
 /// POLL_MAX, with ±10 % jitter so polls started together drift apart. An
-/// urgent run's polls stop growing at four times POLL_FIRST (8 s by
+/// urgent run's polls have no jitter and stop growing at four times POLL_FIRST (8 s by
 /// default): a job that takes 35 s is seen within 8 s of its end, not 27 s
 /// later; even `DOCEX_MAX_JOBS` urgent jobs at once (50 polls every 8 s)
 /// stay inside the status budget (10 a second).
 pub fn schedule(app: &App, n: i32, priority: Priority) -> Duration {
     let first = app.settings.poll_first.as_secs_f64();
+    let urgent = priority == Priority::Urgent;
     let mut max = app.settings.poll_max.as_secs_f64();
-    if priority == Priority::Urgent {
+    if urgent {
         max = max.min(first * URGENT_POLL_SPREAD);
     }
     let step = (first * 2f64.powi((n - 1).clamp(0, 30))).min(max);
-    Duration::from_secs_f64(step * (0.9 + rand::random::<f64>() * 0.2))
+    // Urgent runs are few: no jitter, so none of them is seen late by chance.
+    let jitter = if urgent { 1.0 } else { 0.9 + rand::random::<f64>() * 0.2 };
+    Duration::from_secs_f64(step * jitter)
 }
 
 impl Handler for Poll {
