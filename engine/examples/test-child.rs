@@ -66,7 +66,7 @@ fn misbehave(input: &std::path::Path) {
 fn test_mode(mode: &str) -> ExitCode {
     // The early line a real child prints once it has judged the content.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, r#"{{"kind":"unknown"}}"#);
+    let _ = writeln!(out, r#"{{"early":true,"kind":"unknown"}}"#);
     let _ = out.flush();
     drop(out);
     match mode {

@@ -2,42 +2,19 @@
 //! kind, then (unless a doc worker leaves an office document to the office workers) convert it.
 //!
 //! `DOCKET_DOC_NAME=<name> docket-convert child <input> <output>` converts one file in-process and
-//! prints its outcome as JSON lines on stdout for the parent: first `{"kind":…}` as soon as the
-//! content is judged, so that a child killed later (memory cap, timeout) can still be reported with
-//! its kind; then the outcome.
+//! prints its outcome as JSON lines ([`Answer`]s) on stdout for the parent: first an `early` one
+//! with the kind as soon as the content is judged, so that a child killed later (memory cap,
+//! timeout) can still be reported with its kind; then the outcome.
 //!
 //! `docket-convert doc-worker <dir>` does the same for one document after another, read as
-//! requests from stdin ([`crate::worker`]'s protocol, [`crate::pool`] the parent's side), the early
-//! line and the outcome being [`Answer`]s. It caps its own CPU per document as office workers do; a
+//! requests from stdin ([`crate::worker`]'s protocol, [`crate::pool`] the parent's side). It caps its own CPU per document as office workers do; a
 //! converter that panics fails its document and retires the worker.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::worker::{Answer, Hook, answer_for, send, serve};
 use crate::{ConvertError, Converted, DocKind, convert_file, kind, sandbox};
-
-/// One line the child prints. The parent reads the last complete one.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Outcome {
-    pub kind: DocKind,
-    /// Set on the final line only.
-    #[serde(default)]
-    pub done: bool,
-    #[serde(default)]
-    pub pages: u32,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// The error is the host's (retry later), not the document's.
-    #[serde(default)]
-    pub internal: bool,
-    #[serde(default)]
-    pub peak_rss_kib: u64,
-    /// Things the operator may want to know (a repaired PDF, missing glyphs): never document content.
-    #[serde(default)]
-    pub notes: Vec<String>,
-}
 
 /// Notes gathered during this process's conversions, for the outcome line; capped, since an
 /// in-process caller (tests, the benchmark) may convert many files.
@@ -73,28 +50,17 @@ pub fn child_main(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     let name = std::env::var(crate::isolate::NAME_VAR).unwrap_or_default();
-    let outcome =
-        |kind, done| Outcome { kind, done, pages: 0, error: None, internal: false, peak_rss_kib: 0, notes: vec![] };
+    let mut out = std::io::stdout();
     let done = judge_and_convert(Path::new(input), Path::new(output), &name, false, None, |kind, _| {
-        emit(&outcome(kind, false));
+        let _ = send(&mut out, &Answer { early: true, kind: Some(kind), ..Answer::default() });
     });
-    let mut last = Outcome { peak_rss_kib: sandbox::peak_rss_kib(), notes: take_notes(), ..outcome(done.kind, true) };
-    let code = match done.result {
-        Ok(c) => {
-            last.pages = c.pages;
-            0
-        }
-        Err(ConvertError::Document { reason, .. }) => {
-            last.error = Some(reason);
-            1
-        }
-        Err(ConvertError::Internal(why)) => {
-            last.error = Some(why);
-            last.internal = true;
-            3
-        }
+    let answer = Answer { peak_rss_kib: sandbox::peak_rss_kib(), ..finished(done) };
+    let code = match (&answer.error, answer.internal) {
+        (None, _) => 0,
+        (Some(_), false) => 1,
+        (Some(_), true) => 3,
     };
-    emit(&last);
+    let _ = send(&mut out, &answer);
     ExitCode::from(code)
 }
 
@@ -116,14 +82,19 @@ pub fn doc_worker_main_with(args: &[String], hook: Option<Hook>) -> ExitCode {
                 let _ = send(out, &Answer { early: true, kind: Some(kind), ..Answer::default() });
             }
         });
-        Answer {
-            kind: Some(done.kind),
-            office: done.office,
-            notes: take_notes(),
-            retire: done.panicked,
-            ..answer_for(done.result.map(|c| c.pages))
-        }
+        finished(done)
     })
+}
+
+/// The final answer for a document (the child's or a doc worker's), with the notes taken meanwhile.
+fn finished(done: Done) -> Answer {
+    Answer {
+        kind: Some(done.kind),
+        office: done.office,
+        notes: take_notes(),
+        retire: done.panicked,
+        ..answer_for(done.result.map(|c| c.pages))
+    }
 }
 
 /// One document judged and, unless left to the office workers, converted.
@@ -181,12 +152,4 @@ fn judge_and_convert(
         Err(ConvertError::Internal(_)) => judged,
     };
     Done { kind, office: false, result, panicked }
-}
-
-fn emit(outcome: &Outcome) {
-    // Serialising a struct of plain fields cannot fail.
-    let line = serde_json::to_string(outcome).expect("outcome serialises");
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::child::Outcome;
 use crate::limits::human_bytes;
+use crate::worker::Answer;
 use crate::{ConvertError, Converted, DocKind, Limits, sandbox};
 
 /// How one isolated run went, with what the benchmark wants to know besides the result.
@@ -120,22 +120,18 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
     };
     let out = collect(stdout).await;
     let err = collect(stderr).await;
-    let outcome = last_outcome(&out);
-    let kind = outcome.as_ref().map_or(DocKind::Unknown, |o| o.kind);
-    let peak = outcome.as_ref().filter(|o| o.done).map(|o| o.peak_rss_kib * 1024);
-    if let Some(o) = &outcome {
-        crate::child::log_notes(kind, &o.notes);
+    let answer = last_answer(&out);
+    let kind = answer.as_ref().and_then(|a| a.kind).unwrap_or(DocKind::Unknown);
+    let done = answer.filter(|a| !a.early);
+    let peak = done.as_ref().map(|a| a.peak_rss_kib * 1024);
+    if let Some(a) = &done {
+        crate::child::log_notes(kind, &a.notes);
     }
-    let result = match (status, outcome) {
+    let result = match (status, done) {
         (None, _) => Err(timed_out(kind, limits)),
-        (Some(_), Some(o)) if o.done => Ok(o),
-        (Some(status), _) => Err(died(Some(status), kind, &err, limits, false)),
-    }
-    .and_then(|o| match (o.error, o.internal) {
-        (None, _) => Ok(Converted { pages: o.pages, kind: o.kind }),
-        (Some(reason), false) => Err(ConvertError::Document { kind: o.kind, reason }),
-        (Some(why), true) => Err(ConvertError::Internal(why)),
-    });
+        (Some(_), Some(a)) => a.into_result(kind).map(|a| Converted { pages: a.pages, kind }),
+        (Some(status), None) => Err(died(Some(status), kind, &err, limits, false)),
+    };
     report(result, peak, started)
 }
 
@@ -217,8 +213,8 @@ fn secs(d: Duration) -> String {
 }
 
 /// The last complete JSON line the child printed.
-fn last_outcome(out: &str) -> Option<Outcome> {
-    out.lines().rev().find_map(|l| serde_json::from_str::<Outcome>(l).ok())
+fn last_answer(out: &str) -> Option<Answer> {
+    out.lines().rev().find_map(|l| serde_json::from_str::<Answer>(l).ok())
 }
 
 async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: u64) -> String {

@@ -185,7 +185,7 @@ impl WorkerPool {
         let asked = tokio::time::timeout(limits.timeout, worker.ask(&request)).await;
         // What the worker said the document is before it converted it, if it did.
         let kind = worker.judged.unwrap_or(kind);
-        let mut answer = match asked {
+        let answer = match asked {
             Ok(Ok(answer)) => answer,
             Ok(Err(())) => {
                 // The worker died on this document: say why, from how it ended.
@@ -218,11 +218,7 @@ impl WorkerPool {
         } else {
             self.give_back(worker);
         }
-        match (answer.error.take(), answer.internal) {
-            (None, _) => Ok(answer),
-            (Some(reason), false) => Err(ConvertError::Document { kind, reason }),
-            (Some(why), true) => Err(ConvertError::Internal(why)),
-        }
+        answer.into_result(kind)
     }
 
     fn give_back(&self, worker: Worker) {

@@ -28,7 +28,8 @@ pub(crate) struct Request {
 }
 
 /// A worker's answer: first once when it is ready (`ready`), then one per document, which a doc
-/// worker precedes with an `early` line as soon as it has judged the document.
+/// worker (and the one-shot child, whose outcome lines these are too) precedes with an `early`
+/// line as soon as it has judged the document.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Answer {
     #[serde(default)]
@@ -65,6 +66,20 @@ pub(crate) struct Answer {
     /// CPU time the worker has used in all, in milliseconds (the benchmark's per-core figure).
     #[serde(default)]
     pub cpu_ms: u64,
+    /// The one-shot child's peak resident memory (or that of the tool it ran, if larger).
+    #[serde(default)]
+    pub peak_rss_kib: u64,
+}
+
+impl Answer {
+    /// The document's result: this answer, or its error as the document's (`kind`) or the host's.
+    pub(crate) fn into_result(mut self, kind: DocKind) -> Result<Answer, ConvertError> {
+        match (self.error.take(), self.internal) {
+            (None, _) => Ok(self),
+            (Some(reason), false) => Err(ConvertError::Document { kind, reason }),
+            (Some(why), true) => Err(ConvertError::Internal(why)),
+        }
+    }
 }
 
 /// Called before each document with the request's input path. The service passes none; the engine's
