@@ -7,8 +7,9 @@
 //! timeout) can still be reported with its kind; then the outcome.
 //!
 //! `docket-convert doc-worker <dir>` does the same for one document after another, read as
-//! requests from stdin ([`crate::worker`]'s protocol, [`crate::pool`] the parent's side). It caps its own CPU per document as office workers do; a
-//! converter that panics fails its document and retires the worker.
+//! requests from stdin ([`crate::worker`]'s protocol, [`crate::pool`] the parent's side). It caps
+//! its own CPU per document as office workers do; a converter that panics fails its document and
+//! retires the worker.
 
 use std::path::Path;
 use std::process::ExitCode;

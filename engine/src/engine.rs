@@ -40,6 +40,9 @@ impl Engine {
     /// Converts `input` (a local file) into a PDF at `output`. `name` is the document's name in its
     /// archive: a tie-breaker for its type and the header of text pages. No partial PDF is left
     /// behind on failure.
+    ///
+    /// Must be called from a tokio worker thread (not `spawn_blocking`): a worker's parent-death
+    /// signal is tied to the thread that starts it.
     pub async fn convert(&self, input: &Path, output: &Path, name: &str) -> Result<Converted, ConvertError> {
         let result = match self.documents.judge(input, output, name).await {
             Ok((judged, true)) => self

@@ -1,6 +1,7 @@
-//! The parent's side of the one-shot child: runs one conversion in a child process under the caps, waits without blocking
-//! the runtime, kills the child's whole process group on timeout, and turns how it ended into a
-//! result with a reason staff can read.
+//! The parent's side of the one-shot child (tests and benchmarks; the service uses warm workers):
+//! runs one conversion in a child process under the caps, waits without blocking the runtime,
+//! kills the child's whole process group on timeout, and turns how it ended into a result with a
+//! reason staff can read. Its reasons (how a conversion died, the timeout) are the workers' too.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
