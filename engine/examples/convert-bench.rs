@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("child") => return docket_engine::child_main(&args[2..]),
+        Some("doc-worker") => return docket_engine::doc_worker_main(&args[2..]),
         Some("office-worker") => return docket_engine::office_worker_main(&args[2..]),
         _ => {}
     }
@@ -118,12 +119,12 @@ async fn bench(iterations: usize, keep: Option<PathBuf>) {
         }
         let iso_rate = n as f64 / started.elapsed().as_secs_f64();
         let iso_cpu = n as f64 / cpu.since(&[]).max(1e-6);
-        // The engine as the service runs it: a judging child, then (office) a warm worker. One
-        // conversion first to start the worker: a warm rate is what it says.
+        // The engine as the service runs it: a warm doc worker, then (office) a warm office worker.
+        // One conversion first to start the workers: a warm rate is what it says.
         let is_office = label.contains("LibreOffice") || label.starts_with("docx");
         let warm_n = if is_office { (n * 25).max(20) } else { n };
         let _ = engine.convert(&input, &output, name).await;
-        let pids = engine.office().idle_pids();
+        let pids = engine.worker_pids();
         let cpu = Cpu::now(&pids);
         let started = Instant::now();
         for _ in 0..warm_n {

@@ -5,7 +5,10 @@
 //! `test-child child <input> <output>`: exactly the service's child.
 //! `test-child office-worker <dir>`: the service's office worker, with a hook that hangs on a
 //! document holding `HANG-THE-WORKER`, balloons (allocates until the memory cap stops it) on one
-//! holding `BALLOON-THE-WORKER`, spins on `SPIN-THE-WORKER`, and keeps 300 MiB more resident after one holding `GROW-THE-WORKER`.
+//! holding `BALLOON-THE-WORKER`, spins on `SPIN-THE-WORKER`, panics on `PANIC-THE-WORKER`, and keeps
+//! 300 MiB more resident after one holding `GROW-THE-WORKER`.
+//! `test-child doc-worker <dir>`: the service's doc worker, with the same hook (run after the
+//! document is judged, before it is converted).
 //! `test-child child --test hog|spin|hang|orphan`: allocate 2 GiB, burn CPU, hang, or leave a
 //! grandchild holding the output pipe and hang; the caps apply to them as to a real conversion.
 
@@ -18,14 +21,17 @@ fn main() -> ExitCode {
         (Some("child"), Some("--test")) => test_mode(args.get(3).map_or("", String::as_str)),
         (Some("child"), _) => docket_engine::child_main(&args[2..]),
         (Some("office-worker"), _) => docket_engine::office_worker_main_with(&args[2..], Some(misbehave)),
+        (Some("doc-worker"), _) => docket_engine::doc_worker_main_with(&args[2..], Some(misbehave)),
         _ => {
-            eprintln!("usage: test-child child <input> <output> | child --test hog|spin|hang|orphan");
+            eprintln!(
+                "usage: test-child child <input> <output> | child --test hog|spin|hang|orphan | doc-worker <dir> | office-worker <dir>"
+            );
             ExitCode::from(2)
         }
     }
 }
 
-/// The office worker's test hook: misbehave as LibreOffice might on a marked document.
+/// The workers' test hook: misbehave as LibreOffice or a converter might on a marked document.
 fn misbehave(input: &std::path::Path) {
     let bytes = std::fs::read(input).unwrap_or_default();
     let has = |marker: &[u8]| bytes.windows(marker.len()).any(|w| w == marker);
@@ -48,16 +54,19 @@ fn misbehave(input: &std::path::Path) {
             x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
     }
+    if has(b"PANIC-THE-WORKER") {
+        panic!("told to panic");
+    }
     if has(b"GROW-THE-WORKER") {
         // As a leak would: memory kept for the rest of the worker's life.
-        std::mem::forget(vec![1u8; 300 << 20]);
+        std::mem::forget(std::hint::black_box(vec![1u8; 300 << 20]));
     }
 }
 
 fn test_mode(mode: &str) -> ExitCode {
     // The early line a real child prints once it has judged the content.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, r#"{{"kind":"unknown"}}"#);
+    let _ = writeln!(out, r#"{{"early":true,"kind":"unknown"}}"#);
     let _ = out.flush();
     drop(out);
     match mode {

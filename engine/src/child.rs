@@ -1,46 +1,28 @@
-//! The child's side: `DOCKET_DOC_NAME=<name> docket-convert child <input> <output>` converts one file in-process and
-//! prints its outcome as JSON lines on stdout for the parent.
+//! The one-shot child and the warm doc worker, which do the same for each document: judge its
+//! kind, then (unless a doc worker leaves an office document to the office workers) convert it.
 //!
-//! Two lines: first `{"kind":…}` as soon as the content is judged, so that a child killed later
-//! (memory cap, timeout) can still be reported with its kind; then the outcome.
+//! `DOCKET_DOC_NAME=<name> docket-convert child <input> <output>` converts one file in-process and
+//! prints its outcome as JSON lines ([`Answer`]s) on stdout for the parent: first an `early` one
+//! with the kind as soon as the content is judged, so that a child killed later (memory cap,
+//! timeout) can still be reported with its kind; then the outcome.
+//!
+//! `docket-convert doc-worker <dir>` does the same for one document after another, read as
+//! requests from stdin ([`crate::worker`]'s protocol, [`crate::pool`] the parent's side). It caps
+//! its own CPU per document as office workers do; a converter that panics fails its document and
+//! retires the worker.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::{ConvertError, DocKind, convert_file, kind, sandbox};
-
-/// One line the child prints. The parent reads the last complete one.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Outcome {
-    pub kind: DocKind,
-    /// Set on the final line only.
-    #[serde(default)]
-    pub done: bool,
-    #[serde(default)]
-    pub pages: u32,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// The error is the host's (retry later), not the document's.
-    #[serde(default)]
-    pub internal: bool,
-    #[serde(default)]
-    pub peak_rss_kib: u64,
-    /// The document is an office document and the parent has warm office workers for it: the child
-    /// judged it and stopped there (no conversion), leaving it to [`crate::office::pool`].
-    #[serde(default)]
-    pub office: bool,
-    /// Things the operator may want to know (a repaired PDF, missing glyphs): never document content.
-    #[serde(default)]
-    pub notes: Vec<String>,
-}
+use crate::worker::{Answer, Hook, answer_for, send, serve};
+use crate::{ConvertError, Converted, DocKind, convert_file, kind, sandbox};
 
 /// Notes gathered during this process's conversions, for the outcome line; capped, since an
 /// in-process caller (tests, the benchmark) may convert many files.
 static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Records a note for the parent to log. The child has no log subscriber of its own: its stderr is
-/// only read when it dies, so notes travel in the outcome.
+/// Records a note for the parent to log. A child or worker has no log subscriber of its own: its
+/// stderr is only read when it dies, so notes travel in the outcome.
 pub(crate) fn note(text: impl Into<String>) {
     if let Ok(mut notes) = NOTES.lock()
         && notes.len() < 16
@@ -53,6 +35,13 @@ fn take_notes() -> Vec<String> {
     NOTES.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
 }
 
+/// Logs, in the parent, the notes a child or worker sent with a document's outcome.
+pub(crate) fn log_notes(kind: DocKind, notes: &[String]) {
+    for note in notes {
+        tracing::warn!(kind = %kind, "conversion note: {note}");
+    }
+}
+
 /// What the child runs; `args` are the arguments after `child`. (The tests' misbehaving modes are
 /// in `examples/test-child.rs`, not here.)
 pub fn child_main(args: &[String]) -> ExitCode {
@@ -61,73 +50,107 @@ pub fn child_main(args: &[String]) -> ExitCode {
         eprintln!("usage: {}=<document name> docket-convert child <input> <output>", crate::isolate::NAME_VAR);
         return ExitCode::from(2);
     };
-    let (input, output) = (Path::new(input), Path::new(output));
     let name = std::env::var(crate::isolate::NAME_VAR).unwrap_or_default();
-    let name = name.as_str();
-    // Judged here once for the early line; convert_file judges again, which costs microseconds.
-    let early = std::fs::read(input).map(|b| kind::sniff(&b, name)).unwrap_or(DocKind::Unknown);
-    let office = early.is_office() && std::env::var_os(crate::isolate::OFFICE_POOL_VAR).is_some();
-    emit(&Outcome {
-        kind: early,
-        done: office,
-        pages: 0,
-        error: None,
-        internal: false,
-        peak_rss_kib: 0,
-        office,
-        notes: vec![],
+    let mut out = std::io::stdout();
+    let done = judge_and_convert(Path::new(input), Path::new(output), &name, false, None, |kind, _| {
+        let _ = send(&mut out, &Answer { early: true, kind: Some(kind), ..Answer::default() });
     });
-    if office {
-        // Judged here, in the capped child, so the service never parses a document itself.
-        return ExitCode::SUCCESS;
-    }
+    let answer = Answer { peak_rss_kib: sandbox::peak_rss_kib(), ..finished(done) };
+    let code = match (&answer.error, answer.internal) {
+        (None, _) => 0,
+        (Some(_), false) => 1,
+        (Some(_), true) => 3,
+    };
+    let _ = send(&mut out, &answer);
+    ExitCode::from(code)
+}
 
-    let result = std::panic::catch_unwind(|| convert_file(input, output, name)).unwrap_or_else(|panic| {
+/// The doc worker's main; `args` are the arguments after `doc-worker` (its directory).
+pub fn doc_worker_main(args: &[String]) -> ExitCode {
+    doc_worker_main_with(args, None)
+}
+
+/// [`doc_worker_main`] with a hook run before converting each document (tests only).
+pub fn doc_worker_main_with(args: &[String], hook: Option<Hook>) -> ExitCode {
+    let (_dir, mut answers) = match crate::worker::open(args, "doc-worker") {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    serve(&mut answers, &Answer { ready: true, ..Answer::default() }, |req, out| {
+        sandbox::allow_cpu(req.cpu_seconds);
+        let done = judge_and_convert(&req.input, &req.output, &req.name, true, hook, |kind, office| {
+            if !office {
+                let _ = send(out, &Answer { early: true, kind: Some(kind), ..Answer::default() });
+            }
+        });
+        finished(done)
+    })
+}
+
+/// The final answer for a document (the child's or a doc worker's), with the notes taken meanwhile.
+fn finished(done: Done) -> Answer {
+    Answer {
+        kind: Some(done.kind),
+        office: done.office,
+        notes: take_notes(),
+        retire: done.panicked,
+        ..answer_for(done.result.map(|c| c.pages))
+    }
+}
+
+/// One document judged and, unless left to the office workers, converted.
+struct Done {
+    /// What it is: as converted or as failed, or as judged if the host failed.
+    kind: DocKind,
+    /// An office document, judged only (when `office_pool` was asked for).
+    office: bool,
+    result: Result<Converted, ConvertError>,
+    /// The converter panicked (caught; the document failed with it).
+    panicked: bool,
+}
+
+/// Judges `input`, tells `early` its kind (and whether it is left to the office workers, which it is
+/// when `office_pool` and it is an office document), then converts it unless so; a panic in the
+/// converter fails the document.
+fn judge_and_convert(
+    input: &Path,
+    output: &Path,
+    name: &str,
+    office_pool: bool,
+    hook: Option<Hook>,
+    early: impl FnOnce(DocKind, bool),
+) -> Done {
+    // Judged here once for the early line; convert_file judges again, which costs microseconds.
+    let judged = std::fs::read(input).map(|b| kind::sniff(&b, name)).unwrap_or(DocKind::Unknown);
+    let office = office_pool && judged.is_office();
+    early(judged, office);
+    if office {
+        // Judged here, in the capped worker, so the service never parses a document itself.
+        return Done { kind: judged, office, result: Ok(Converted { pages: 0, kind: judged }), panicked: false };
+    }
+    let mut panicked = false;
+    let result = std::panic::catch_unwind(|| {
+        if let Some(hook) = hook {
+            hook(input);
+        }
+        convert_file(input, output, name)
+    })
+    .unwrap_or_else(|panic| {
+        panicked = true;
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         Err(ConvertError::doc(
-            early,
+            judged,
             format!("the converter failed on this document ({})", crate::text::decode::prefix(&what, 200)),
         ))
     });
-    let mut outcome = Outcome {
-        kind: early,
-        done: true,
-        pages: 0,
-        error: None,
-        internal: false,
-        peak_rss_kib: sandbox::peak_rss_kib(),
-        office: false,
-        notes: take_notes(),
+    let kind = match &result {
+        Ok(c) => c.kind,
+        Err(ConvertError::Document { kind, .. }) => *kind,
+        Err(ConvertError::Internal(_)) => judged,
     };
-    let code = match result {
-        Ok(c) => {
-            outcome.kind = c.kind;
-            outcome.pages = c.pages;
-            0
-        }
-        Err(ConvertError::Document { kind, reason }) => {
-            outcome.kind = kind;
-            outcome.error = Some(reason);
-            1
-        }
-        Err(ConvertError::Internal(why)) => {
-            outcome.error = Some(why);
-            outcome.internal = true;
-            3
-        }
-    };
-    emit(&outcome);
-    ExitCode::from(code)
-}
-
-fn emit(outcome: &Outcome) {
-    // Serialising a struct of plain fields cannot fail.
-    let line = serde_json::to_string(outcome).expect("outcome serialises");
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    Done { kind, office: false, result, panicked }
 }

@@ -1,6 +1,7 @@
-//! The parent's side: runs one conversion in a child process under the caps, waits without blocking
-//! the runtime, kills the child's whole process group on timeout, and turns how it ended into a
-//! result with a reason staff can read.
+//! The parent's side of the one-shot child (tests and benchmarks; the service uses warm workers):
+//! runs one conversion in a child process under the caps, waits without blocking the runtime,
+//! kills the child's whole process group on timeout, and turns how it ended into a result with a
+//! reason staff can read. Its reasons (how a conversion died, the timeout) are the workers' too.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -10,17 +11,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::child::Outcome;
 use crate::limits::human_bytes;
+use crate::worker::Answer;
 use crate::{ConvertError, Converted, DocKind, Limits, sandbox};
 
 /// How one isolated run went, with what the benchmark wants to know besides the result.
 #[derive(Debug)]
 pub struct ChildReport {
     pub result: Result<Converted, ConvertError>,
-    /// The child judged an office document and left it to the office workers (only when asked to,
-    /// by [`run_judged`]); `result` then holds its kind and no pages.
-    pub office: bool,
     /// Peak resident memory of the child (or of the tool it ran, if larger); `None` if it was killed.
     pub peak_rss_bytes: Option<u64>,
     pub elapsed: Duration,
@@ -54,17 +52,8 @@ pub async fn run_isolated(exe: &Path, input: &Path, output: &Path, name: &str, l
     run_child_with(exe, &args, &[(NAME_VAR, name)], limits).await
 }
 
-/// [`run_isolated`], except that an office document is only judged, not converted: the child says
-/// so (`office` in the report) and the caller hands it to the warm office workers.
-pub(crate) async fn run_judged(exe: &Path, input: &Path, output: &Path, name: &str, limits: &Limits) -> ChildReport {
-    let args: Vec<OsString> = vec!["child".into(), absolute(input).into(), absolute(output).into()];
-    run_child_with(exe, &args, &[(NAME_VAR, name), (OFFICE_POOL_VAR, "1")], limits).await
-}
-
 /// The environment variable that carries the document's name to the child.
 pub(crate) const NAME_VAR: &str = "DOCKET_DOC_NAME";
-/// Set when the parent converts office documents in its warm workers.
-pub(crate) const OFFICE_POOL_VAR: &str = "DOCKET_OFFICE_POOL";
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
@@ -99,7 +88,6 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
             return report(
                 Err(ConvertError::Internal(format!("cannot start the converter child: {e}"))),
                 None,
-                false,
                 started,
             );
         }
@@ -123,7 +111,6 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
             return report(
                 Err(ConvertError::Internal(format!("cannot wait for the converter child: {e}"))),
                 None,
-                false,
                 started,
             );
         }
@@ -134,27 +121,19 @@ async fn run_child_with(exe: &Path, args: &[OsString], env: &[(&str, &str)], lim
     };
     let out = collect(stdout).await;
     let err = collect(stderr).await;
-    let outcome = last_outcome(&out);
-    let kind = outcome.as_ref().map_or(DocKind::Unknown, |o| o.kind);
-    let peak = outcome.as_ref().filter(|o| o.done).map(|o| o.peak_rss_kib * 1024);
-    let office = status.is_some() && outcome.as_ref().is_some_and(|o| o.done && o.office);
-    for note in outcome.iter().flat_map(|o| &o.notes) {
-        tracing::warn!(kind = %kind, "conversion note: {note}");
+    let answer = last_answer(&out);
+    let kind = answer.as_ref().and_then(|a| a.kind).unwrap_or(DocKind::Unknown);
+    let done = answer.filter(|a| !a.early);
+    let peak = done.as_ref().map(|a| a.peak_rss_kib * 1024);
+    if let Some(a) = &done {
+        crate::child::log_notes(kind, &a.notes);
     }
-    let result = match (status, outcome) {
-        (None, _) => Err(ConvertError::doc(
-            kind,
-            format!("the conversion took longer than {} and was stopped", secs(limits.timeout)),
-        )),
-        (Some(_), Some(o)) if o.done => Ok(o),
-        (Some(status), _) => Err(died(status, kind, &err, limits)),
-    }
-    .and_then(|o| match (o.error, o.internal) {
-        (None, _) => Ok(Converted { pages: o.pages, kind: o.kind }),
-        (Some(reason), false) => Err(ConvertError::Document { kind: o.kind, reason }),
-        (Some(why), true) => Err(ConvertError::Internal(why)),
-    });
-    report(result, peak, office, started)
+    let result = match (status, done) {
+        (None, _) => Err(timed_out(kind, limits)),
+        (Some(_), Some(a)) => a.into_result(kind).map(|a| Converted { pages: a.pages, kind }),
+        (Some(status), None) => Err(died(Some(status), kind, &err, limits, false)),
+    };
+    report(result, peak, started)
 }
 
 /// Kills a conversion's process group when dropped while still armed.
@@ -168,13 +147,8 @@ impl Drop for GroupGuard {
     }
 }
 
-fn report(
-    result: Result<Converted, ConvertError>,
-    peak_rss_bytes: Option<u64>,
-    office: bool,
-    started: Instant,
-) -> ChildReport {
-    ChildReport { result, office, peak_rss_bytes, elapsed: started.elapsed() }
+fn report(result: Result<Converted, ConvertError>, peak_rss_bytes: Option<u64>, started: Instant) -> ChildReport {
+    ChildReport { result, peak_rss_bytes, elapsed: started.elapsed() }
 }
 
 /// Environment the child keeps: finding tools, locale, scratch, and the converter's own settings.
@@ -183,41 +157,65 @@ pub(crate) fn passed_through(key: &std::ffi::OsStr) -> bool {
     matches!(&*key, "PATH" | "HOME" | "LANG" | "LC_ALL" | "TMPDIR" | "RUST_BACKTRACE") || key.starts_with("CONVERT_")
 }
 
-/// Why a child ended without an outcome line, in words for the report.
-fn died(status: std::process::ExitStatus, kind: DocKind, stderr: &str, limits: &Limits) -> ConvertError {
+/// Why a child or warm worker ended without (the final line of) its outcome, in words for the
+/// report. `office`: an office worker, whose crashes are LibreOffice's and whose exit without an
+/// answer is a document LibreOffice stopped on; otherwise the converter's (a child or doc worker).
+pub(crate) fn died(
+    status: Option<std::process::ExitStatus>,
+    kind: DocKind,
+    stderr: &str,
+    limits: &Limits,
+    office: bool,
+) -> ConvertError {
     let cap = human_bytes(limits.memory_bytes);
-    if stderr.contains("memory allocation of")
+    if stderr.contains("bad_alloc")
+        || stderr.contains("memory allocation of")
         || stderr.contains("out of memory")
         || stderr.contains("Cannot allocate memory")
     {
         return ConvertError::doc(kind, format!("the conversion exceeded the {cap} memory cap and was stopped"));
     }
-    match status.signal() {
+    let (process, program) =
+        if office { ("the office worker", "LibreOffice") } else { ("the converter child", "the converter") };
+    let code = status.and_then(|s| s.code());
+    match status.and_then(|s| s.signal()) {
         Some(nix::libc::SIGXCPU) => ConvertError::doc(
             kind,
             format!("the conversion used more than {} s of CPU time and was stopped", limits.cpu_seconds),
         ),
-        // Not our kill (that is the timeout branch): the container's out-of-memory killer, most
-        // likely, which picks children first. That says more about the host's load than the document.
-        Some(nix::libc::SIGKILL) => ConvertError::Internal(
-            "the converter child was killed by the system (probably the container ran out of memory)".into(),
+        // Not our kill (that is the timeout): the container's out-of-memory killer, most likely,
+        // which picks conversions first. That says more about the host's load than the document.
+        Some(nix::libc::SIGKILL) => ConvertError::Internal(format!(
+            "{process} was killed by the system (probably the container ran out of memory)"
+        )),
+        Some(sig) => ConvertError::doc(kind, format!("{program} crashed on this document (signal {sig})")),
+        None if office => ConvertError::doc(
+            kind,
+            format!(
+                "LibreOffice stopped on this document without converting it{}",
+                code.map_or(String::new(), |c| format!(" (status {c})"))
+            ),
         ),
-        Some(sig) => ConvertError::doc(kind, format!("the converter crashed on this document (signal {sig})")),
         None => ConvertError::Internal(format!(
             "the converter child exited with status {} without reporting an outcome: {}",
-            status.code().unwrap_or(-1),
+            code.unwrap_or(-1),
             crate::text::decode::prefix(stderr.trim(), 300)
         )),
     }
 }
 
-pub(crate) fn secs(d: Duration) -> String {
+/// A document stopped at the wall timeout.
+pub(crate) fn timed_out(kind: DocKind, limits: &Limits) -> ConvertError {
+    ConvertError::doc(kind, format!("the conversion took longer than {} and was stopped", secs(limits.timeout)))
+}
+
+fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{} s", d.as_secs()) } else { format!("{:.1} s", d.as_secs_f64()) }
 }
 
 /// The last complete JSON line the child printed.
-fn last_outcome(out: &str) -> Option<Outcome> {
-    out.lines().rev().find_map(|l| serde_json::from_str::<Outcome>(l).ok())
+fn last_answer(out: &str) -> Option<Answer> {
+    out.lines().rev().find_map(|l| serde_json::from_str::<Answer>(l).ok())
 }
 
 async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: u64) -> String {

@@ -7,11 +7,14 @@
 //!   `tiff` (every page, CCITT data copied undecoded), `pdf` (validate, repair, pass through),
 //!   `office` (DOCX, RTF, DOC, ODT through LibreOffice; in-process, a cold `soffice`).
 //! - [`Engine`]: what the service calls: every document judged (and all but office documents
-//!   converted) in a capped child, office documents in a warm LibreOffice worker of the
-//!   [`OfficePool`] (`office`: the pool, the worker process and its LibreOfficeKit binding).
-//! - [`convert_isolated`]: one conversion in a child process of the service's binary,
-//!   under an address-space cap, a CPU limit and a wall timeout that kills its process group;
-//!   `child` is the child's side, `sandbox` the few system calls that confine it.
+//!   converted) in a warm, capped doc worker, office documents in a warm LibreOffice worker; each a
+//!   [`WorkerPool`] (`pool`) of long-lived processes of the service's binary, one per conversion
+//!   slot, replaced when a document hangs, crashes or overruns one (`worker`: their protocol;
+//!   `child`: the doc worker; `office`: the office worker and its LibreOfficeKit binding).
+//! - [`convert_isolated`]: one conversion in a one-shot child process of the service's binary
+//!   (tests and benchmarks), under an address-space cap, a CPU limit and a wall timeout that kills
+//!   its process group; `child` is the child's side, `sandbox` the few system calls that confine it
+//!   and the workers.
 //! - [`limits`]: the caps of one conversion (from `CONVERT_MEMORY_LIMIT`, `CONVERT_TIMEOUT`) and the host's default `CONVERT_PREFETCH`.
 //!
 //! The stage's wiring lives in `services/convert`; the sample documents the tests and the benchmark
@@ -28,22 +31,25 @@ pub mod limits;
 mod office;
 mod pdf;
 mod pdfimage;
+mod pool;
 mod sandbox;
 mod text;
 mod tiff;
+mod worker;
 
 use std::path::Path;
 
-pub use child::child_main;
+pub use child::{child_main, doc_worker_main, doc_worker_main_with};
 pub use engine::Engine;
 #[doc(hidden)]
 pub use isolate::run_child;
 pub use isolate::{ChildReport, convert_isolated, run_isolated};
 pub use kind::DocKind;
 pub use limits::{Limits, default_prefetch};
-pub use office::pool::{OfficePool, PoolSettings, PoolStats};
-pub use office::{Hook, office_worker_main, office_worker_main_with};
+pub use office::{office_worker_main, office_worker_main_with};
+pub use pool::{OfficePool, PoolSettings, PoolStats, WorkerPool};
 pub use text::cjk_available;
+pub use worker::Hook;
 
 /// A successful conversion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,7 +86,7 @@ impl ConvertError {
 /// Largest image page decoded, in pixels: a page bigger than this is refused before decoding.
 pub const MAX_PIXELS: u64 = 150_000_000;
 
-/// In-process conversion (what the child does), for tests and benches.
+/// In-process conversion (what the child and the doc worker do), for tests and benches.
 ///
 /// `name` is the document's path inside its archive: shown in text page headers and used
 /// only as a tie-breaker when the content is ambiguous.

@@ -1,7 +1,7 @@
 //! The system calls that confine a conversion child: limits set between fork and exec, the group kill,
 //! and the child's own setup. The crate's only `unsafe` is the `pre_exec` registration below.
 
-use nix::sys::resource::{Resource, UsageWho, getrusage, setrlimit};
+use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -69,4 +69,35 @@ pub(crate) fn peak_rss_kib() -> u64 {
         .unwrap_or(0);
     let children = getrusage(UsageWho::RUSAGE_CHILDREN).map(|u| u64::try_from(u.max_rss()).unwrap_or(0)).unwrap_or(0);
     own.max(children)
+}
+
+/// Moves this process's soft CPU limit to what it has used plus `seconds`, before a warm worker's
+/// next document: RLIMIT_CPU counts a process's whole life, and a worker lives for many documents.
+/// The hard limit was left open by the parent for this; lowering the soft limit below what is used
+/// would stop us at once, so it only ever sits ahead.
+pub(crate) fn allow_cpu(seconds: u64) {
+    let used = cpu_used().as_secs() + 1;
+    let hard = getrlimit(Resource::RLIMIT_CPU).map_or(u64::MAX, |(_, hard)| hard);
+    let _ = setrlimit(Resource::RLIMIT_CPU, used.saturating_add(seconds).min(hard), hard);
+}
+
+/// CPU time this process has used in all.
+pub(crate) fn cpu_used() -> std::time::Duration {
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let (user, sys) = (u.user_time(), u.system_time());
+            let secs = user.tv_sec() + sys.tv_sec();
+            let micros = user.tv_usec() + sys.tv_usec();
+            std::time::Duration::from_micros(u64::try_from(secs * 1_000_000 + micros).unwrap_or(0))
+        })
+        .unwrap_or_default()
+}
+
+/// This process's resident memory now, in KiB (a warm worker's restart rule).
+pub(crate) fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }

@@ -222,16 +222,3 @@ impl MissingOffice {
         MissingOffice { pool: OfficePool::new(wrapper, settings(dir, Limits::default())) }
     }
 }
-
-/// Whether process `pid` is gone (or a zombie), within a few seconds.
-async fn gone(pid: u32) -> bool {
-    for _ in 0..100 {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = state.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
-        if matches!(state, None | Some(Some('Z'))) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}

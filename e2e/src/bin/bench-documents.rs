@@ -184,8 +184,8 @@ async fn big_archive(docs: u32) {
 }
 
 /// Converts every stored original once more, one at a time, with the engine as the service runs
-/// it (a judging child, then a warm office worker for office documents), and sums the CPU each
-/// took: the children's (reaped) and the worker's. Returns the sum and (count, CPU) per kind.
+/// it (a warm doc worker, then a warm office worker for office documents), and sums the CPU each
+/// took: the workers' (live, and reaped once retired). Returns the sum and (count, CPU) per kind.
 async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
     let mut files = Vec::new();
     let mut stack = vec![storage.to_path_buf()];
@@ -211,7 +211,7 @@ async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
     let engine = Engine::new(docket_e2e::env::convert_exe(), settings);
     let output = work.path().join("out.pdf");
     let (mut total, mut by_kind) = (0.0, HashMap::<String, (u32, f64)>::new());
-    // Each office worker's CPU when last looked at.
+    // Each worker's CPU when last looked at.
     let mut seen: HashMap<u32, f64> = HashMap::new();
     for file in &files {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -219,13 +219,13 @@ async fn cpu_of_each(storage: &Path) -> (f64, HashMap<String, (u32, f64)>) {
         let name = name.split_once('-').map_or(name.clone(), |(_, n)| n.to_owned());
         let reaped = cpu::reaped_children();
         let result = engine.convert(file, &output, &name).await;
-        // What this document cost: the children reaped meanwhile (its judging child), and what
+        // What this document cost: the children reaped meanwhile (workers retired), and what
         // each worker spent since it was last looked at. A worker started for this document
         // counts whole (LibreOffice's start included): the service pays that once per worker too.
         // A worker retired after this document is remembered until it is reaped, and its CPU
         // already counted is taken off the reaped sum then, so nothing is counted twice.
         let mut cpu = cpu::reaped_children() - reaped;
-        let live = engine.office().idle_pids();
+        let live = engine.worker_pids();
         for pid in &live {
             let now = cpu::process(*pid);
             cpu += now - seen.insert(*pid, now).unwrap_or(0.0);

@@ -21,16 +21,29 @@ use docket_stubs::{Budget, budget::max_in_window};
 
 const REPLICAS: usize = 3;
 
-/// CPU seconds (user + system) a process has used, from /proc/<pid>/stat;
-/// with `children`, also those of its reaped children.
-fn cpu_seconds(pid: u32, children: bool, tick: f64) -> Option<f64> {
+/// The fields of /proc/<pid>/stat after the command name (which may hold spaces), from field 3 on.
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from field 3 on.
     let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<u64> = rest.split_whitespace().map(|s| s.parse().unwrap_or(0)).collect();
+    Some(rest.split_whitespace().map(|s| s.parse().unwrap_or(0)).collect())
+}
+
+/// CPU seconds (user + system) a process has used; with `children`, also those of its reaped
+/// children and of its live ones (the convert stage's warm workers, whose CPU is only in its
+/// reaped figure once they are retired).
+fn cpu_seconds(pid: u32, children: bool, tick: f64) -> Option<f64> {
+    let f = stat_fields(pid)?;
     let (utime, stime, cutime, cstime) = (f[11], f[12], f[13], f[14]);
     let ticks = utime + stime + if children { cutime + cstime } else { 0 };
-    Some(ticks as f64 / tick)
+    let live: f64 = if children {
+        pids_where(|p| stat_fields(p).is_some_and(|f| f[1] == u64::from(pid)))
+            .into_iter()
+            .filter_map(|child| cpu_seconds(child, true, tick))
+            .sum()
+    } else {
+        0.0
+    };
+    Some(ticks as f64 / tick + live)
 }
 
 /// Peak resident memory of a process (VmHWM), in MiB.
@@ -52,10 +65,12 @@ fn clock_ticks() -> f64 {
 
 /// Every process whose command name is `name` (redis-server, postgres).
 fn pids_named(name: &str) -> Vec<u32> {
+    pids_where(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+}
+
+fn pids_where(keep: impl Fn(u32) -> bool) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
-        .collect()
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).filter(|pid| keep(*pid)).collect()
 }
 
 /// This benchmark's PostgreSQL backends (sessions on its own database).

@@ -1,7 +1,7 @@
 //! DOCX, RTF, DOC and ODT through LibreOffice.
 //!
 //! Two ways, one result:
-//! - warm (what the service uses): [`pool`] keeps one long-lived office worker per conversion slot,
+//! - warm (what the service uses): [`crate::pool`] keeps one long-lived office worker per conversion slot,
 //!   each a process of the service's own binary (`docket-convert office-worker`, [`worker`]) that
 //!   has started LibreOfficeKit once ([`lok`]) and converts one document after another;
 //! - cold (in-process [`crate::convert_file`], the benchmark's comparison): `soffice --convert-to`
@@ -25,10 +25,10 @@ use crate::pdf::{find_program, page_count, qpdf, run};
 use crate::{ConvertError, DocKind};
 
 mod lok;
-pub mod pool;
 mod worker;
 
-pub use worker::{Hook, office_worker_main, office_worker_main_with};
+pub(crate) use lok::take_stdout;
+pub use worker::{office_worker_main, office_worker_main_with};
 
 /// PDF export options: keep images at their own resolution; LibreOffice otherwise downsamples
 /// them to 300 dpi. (LibreOffice's JSON form of the export filter's data.)

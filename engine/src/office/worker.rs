@@ -2,62 +2,24 @@
 //! own binary that starts LibreOfficeKit once and converts one document after another.
 //!
 //! It reads one [`Request`] a line on stdin and answers one [`Answer`] a line on its original stdout
-//! (LibreOffice's own chatter is sent to stderr). The parent ([`super::pool`]) started it under the
+//! (LibreOffice's own chatter is sent to stderr; the protocol is [`crate::worker`]'s). The parent
+//! ([`crate::pool`]) started it under the
 //! caps of a conversion child (address space, its own process group, no network, parent-death
 //! signal); before each document the worker moves its own CPU limit to what it has used so far plus
 //! one document's allowance, so a document that spins is stopped by SIGXCPU like in a child. A
 //! document that hangs or crashes LibreOffice takes this process with it, and only this process: the
 //! parent records that document's failure and starts a fresh worker.
 
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-
-use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 
 use super::lok::{Kit, KitError, StartError};
 use super::{PDF_OPTIONS, checked_pages, could_not, extension, not_installed};
-use crate::{ConvertError, DocKind};
+use crate::worker::{Answer, Hook, Request, answer_for, send, serve};
+use crate::{ConvertError, sandbox};
 
 /// Where LibreOffice's program directory is; `CONVERT_OFFICE_PROGRAM` overrides it.
 const PROGRAM_DIR: &str = "/usr/lib/libreoffice/program";
-
-/// One document to convert.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Request {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub kind: DocKind,
-    /// CPU seconds this document may use.
-    pub cpu_seconds: u64,
-}
-
-/// The worker's answer: first once when LibreOffice has started (`ready`), then one per document.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Answer {
-    #[serde(default)]
-    pub ready: bool,
-    #[serde(default)]
-    pub pages: u32,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// The error is the host's (retry later), not the document's.
-    #[serde(default)]
-    pub internal: bool,
-    /// LibreOffice is not installed here (on the ready line).
-    #[serde(default)]
-    pub missing: bool,
-    /// The worker's resident memory after the document, for the parent's restart rule.
-    #[serde(default)]
-    pub rss_kib: u64,
-    /// CPU time the worker has used in all, in milliseconds (the benchmark's per-core figure).
-    #[serde(default)]
-    pub cpu_ms: u64,
-}
-
-/// Called before each document with the request's input path. The service passes none; the engine's
-/// tests pass one that hangs or balloons on a marked document, to prove the pool's recovery.
-pub type Hook = fn(&Path);
 
 /// The worker's main; `args` are the arguments after `office-worker` (its directory).
 pub fn office_worker_main(args: &[String]) -> ExitCode {
@@ -66,18 +28,9 @@ pub fn office_worker_main(args: &[String]) -> ExitCode {
 
 /// [`office_worker_main`] with a hook run before each document (tests only).
 pub fn office_worker_main_with(args: &[String], hook: Option<Hook>) -> ExitCode {
-    crate::sandbox::child_setup();
-    let [dir] = args else {
-        eprintln!("usage: docket-convert office-worker <directory>");
-        return ExitCode::from(2);
-    };
-    let dir = PathBuf::from(dir);
-    let mut answers = match super::lok::take_stdout() {
-        Ok(f) => std::io::LineWriter::new(f),
-        Err(e) => {
-            eprintln!("office worker: cannot set up its answer pipe: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (dir, mut answers) = match crate::worker::open(args, "office-worker") {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let program = std::env::var("CONVERT_OFFICE_PROGRAM").unwrap_or_else(|_| PROGRAM_DIR.into());
     let profile = file_url(&dir.join("profile"));
@@ -95,54 +48,21 @@ pub fn office_worker_main_with(args: &[String], hook: Option<Hook>) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    if send(&mut answers, &Answer { ready: true, missing: kit.is_none(), ..Answer::default() }).is_err() {
-        return ExitCode::FAILURE;
-    }
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let answer = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => {
-                if let Some(hook) = hook {
-                    hook(&req.input);
-                }
-                let result = match &kit {
-                    Some(kit) => convert(kit, &dir, &req),
-                    None => Err(not_installed(req.kind)),
-                };
-                answer_for(result)
-            }
-            Err(e) => Answer { error: Some(format!("bad request: {e}")), internal: true, ..Answer::default() },
-        };
-        if send(&mut answers, &answer).is_err() {
-            break;
+    let ready = Answer { ready: true, missing: kit.is_none(), ..Answer::default() };
+    serve(&mut answers, &ready, |req, _| {
+        if let Some(hook) = hook {
+            hook(&req.input);
         }
-    }
-    ExitCode::SUCCESS
-}
-
-fn answer_for(result: Result<u32, ConvertError>) -> Answer {
-    let mut answer = Answer { rss_kib: rss_kib(), cpu_ms: cpu_used().as_millis() as u64, ..Answer::default() };
-    match result {
-        Ok(pages) => answer.pages = pages,
-        Err(ConvertError::Document { reason, .. }) => answer.error = Some(reason),
-        Err(ConvertError::Internal(why)) => {
-            answer.error = Some(why);
-            answer.internal = true;
-        }
-    }
-    answer
-}
-
-fn send(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
-    // A struct of plain fields always serialises.
-    let line = serde_json::to_string(answer).map_err(std::io::Error::other)?;
-    writeln!(out, "{line}")?;
-    out.flush()
+        answer_for(match &kit {
+            Some(kit) => convert(kit, &dir, req),
+            None => Err(not_installed(req.kind)),
+        })
+    })
 }
 
 /// One document: its own scratch directory, LibreOffice, then qpdf's judgement of the PDF.
 fn convert(kit: &Kit, dir: &Path, req: &Request) -> Result<u32, ConvertError> {
-    allow_cpu(req.cpu_seconds);
+    sandbox::allow_cpu(req.cpu_seconds);
     let qpdf = crate::pdf::qpdf()?;
     let work = tempfile::Builder::new().prefix("doc-").tempdir_in(dir).map_err(ConvertError::output)?;
     // A generated name with the extension of what the content is, never the archive's name.
@@ -170,35 +90,6 @@ fn convert(kit: &Kit, dir: &Path, req: &Request) -> Result<u32, ConvertError> {
         std::fs::copy(&pdf, &req.output).map_err(ConvertError::output)?;
     }
     Ok(pages)
-}
-
-/// Moves this process's soft CPU limit to what it has used plus `seconds`: RLIMIT_CPU counts a
-/// process's whole life, and this one lives for many documents. The hard limit was left open by the
-/// parent for this; lowering the soft limit below what is used would stop us at once, so it only
-/// ever sits ahead.
-fn allow_cpu(seconds: u64) {
-    let used = cpu_used().as_secs() + 1;
-    let hard = getrlimit(Resource::RLIMIT_CPU).map_or(u64::MAX, |(_, hard)| hard);
-    let _ = setrlimit(Resource::RLIMIT_CPU, used.saturating_add(seconds).min(hard), hard);
-}
-
-fn cpu_used() -> std::time::Duration {
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|u| {
-            let (user, sys) = (u.user_time(), u.system_time());
-            let secs = user.tv_sec() + sys.tv_sec();
-            let micros = user.tv_usec() + sys.tv_usec();
-            std::time::Duration::from_micros(u64::try_from(secs * 1_000_000 + micros).unwrap_or(0))
-        })
-        .unwrap_or_default()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A `file://` URL for an absolute path, every byte outside the unreserved set percent-encoded.

@@ -95,3 +95,16 @@ pub fn first_page_size(pdf: &Path) -> (f32, f32) {
         .collect();
     (nums[2] - nums[0], nums[3] - nums[1])
 }
+
+/// Whether process `pid` is gone (or a zombie), within a few seconds.
+pub async fn gone(pid: u32) -> bool {
+    for _ in 0..100 {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = state.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
+        if matches!(state, None | Some(Some('Z'))) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}

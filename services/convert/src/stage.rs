@@ -1,5 +1,5 @@
 //! The convert stage: `docket.convert` → documents from scratch to PDF, each
-//! in an isolated child (or a warm office worker), the results published to
+//! in an isolated warm doc worker (or office worker), the results published to
 //! the store stage. It touches nothing but scratch; CONVERT_PREFETCH slots
 //! bound how many conversions (each capped at CONVERT_MEMORY_LIMIT) run at
 //! once, and `basic.qos` how many messages are in hand.
@@ -55,7 +55,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 pub struct Convert {
     app: Arc<App>,
-    /// Conversions: capped children, and warm office workers for DOCX, RTF, DOC and ODT.
+    /// Conversions: warm capped doc workers, and warm office workers for DOCX, RTF, DOC and ODT.
     engine: Engine,
     prefetch: u16,
     /// CONVERT_PREFETCH conversions at once across both lanes.
