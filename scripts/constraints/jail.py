@@ -18,6 +18,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from inside import pipe  # the relay the jail runs inside, reused outside
 from spec import Spec
 from netmodel import Net
 
@@ -64,7 +65,7 @@ class Hub:
                 except OSError:
                     conn.close()
                     continue
-                _pipe(conn, peer)
+                pipe(conn, peer)
         threading.Thread(target=loop, daemon=True).start()
 
     def inbound(self, spec: Spec, port: int) -> socket.socket:
@@ -72,22 +73,6 @@ class Hub:
         if key not in self.listeners:
             self.listeners[key] = self._listen(key)
         return self.listeners[key]
-
-
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    def one_way(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-    threading.Thread(target=one_way, args=(a, b), daemon=True).start()
-    threading.Thread(target=one_way, args=(b, a), daemon=True).start()
 
 
 def _fresh_dir(path: Path, like: str, mode: int | None = None, group: int | None = None) -> None:
