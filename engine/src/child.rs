@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::worker::{Answer, Hook, answer_for, send, serve};
-use crate::{ConvertError, Converted, DocKind, convert_file, kind, sandbox};
+use crate::{ConvertError, Converted, DocKind, convert_judged, kind, sandbox};
 
 /// Notes gathered during this process's conversions, for the outcome line; capped, since an
 /// in-process caller (tests, the benchmark) may convert many files.
@@ -120,8 +120,9 @@ fn judge_and_convert(
     hook: Option<Hook>,
     early: impl FnOnce(DocKind, bool),
 ) -> Done {
-    // Judged here once for the early line; convert_file judges again, which costs microseconds.
-    let judged = std::fs::read(input).map(|b| kind::sniff(&b, name)).unwrap_or(DocKind::Unknown);
+    // Read and judged once, here: the early line needs the kind before the conversion starts.
+    let bytes = std::fs::read(input).map_err(|e| e.to_string());
+    let judged = bytes.as_ref().map(|b| kind::sniff(b, name)).unwrap_or(DocKind::Unknown);
     let office = office_pool && judged.is_office();
     early(judged, office);
     if office {
@@ -133,7 +134,10 @@ fn judge_and_convert(
         if let Some(hook) = hook {
             hook(input);
         }
-        convert_file(input, output, name)
+        match bytes {
+            Ok(bytes) => convert_judged(judged, bytes, input, output, name),
+            Err(e) => Err(ConvertError::Internal(format!("cannot read the input file: {e}"))),
+        }
     })
     .unwrap_or_else(|panic| {
         panicked = true;

@@ -93,6 +93,18 @@ pub const MAX_PIXELS: u64 = 150_000_000;
 pub fn convert_file(input: &Path, output: &Path, name: &str) -> Result<Converted, ConvertError> {
     let bytes = std::fs::read(input).map_err(|e| ConvertError::Internal(format!("cannot read the input file: {e}")))?;
     let kind = kind::sniff(&bytes, name);
+    convert_judged(kind, bytes, input, output, name)
+}
+
+/// [`convert_file`] for a document already read (`bytes`, the contents of `input`) and judged
+/// (`kind`), so a worker that judged it first reads it once.
+pub(crate) fn convert_judged(
+    kind: DocKind,
+    bytes: Vec<u8>,
+    input: &Path,
+    output: &Path,
+    name: &str,
+) -> Result<Converted, ConvertError> {
     let pages = match kind {
         DocKind::Pdf => pdf::convert(input, output)?,
         DocKind::Tiff => write_pdf(output, tiff::convert(&bytes)?)?,

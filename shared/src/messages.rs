@@ -53,8 +53,9 @@ pub struct ConvertJob {
     /// decides the type, and the name itself might name the patient.
     pub ext: String,
     /// Further documents of the same run, converted one after another in the
-    /// same slot: a large archive's documents travel eight to a message, so
-    /// the broker, the store stage and the database see an eighth of the
+    /// same slot: a large archive's documents travel several to a message
+    /// (`CONVERT_WINDOW` / 16, four by default, at most eight), so the
+    /// broker, the store stage and the database see that many times fewer
     /// messages and updates. Absent in the messages of older dispatchers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub then: Vec<ConvertDoc>,
