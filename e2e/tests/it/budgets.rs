@@ -86,9 +86,13 @@ async fn take_slot(limiter: &Limiter, rank: Rank) -> (Instant, Instant) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_share_an_interval() {
-    let prefix = format!("docket_t_{}_{}_limiter", chrono::Utc::now().timestamp(), std::process::id());
+/// Eight callers of rank `line` keep a reservation each far ahead, always;
+/// now and then one of rank `urgent` comes. Every send of the contest, in
+/// order: (began, sends, urgent). Asserts that priority chose who sent,
+/// never how often: sends stay an interval apart (less the jitter of
+/// waking up).
+async fn contest(name: &str, line: Rank, urgent: Rank) -> (Duration, Vec<(Instant, Instant, bool)>) {
+    let prefix = format!("docket_t_{}_{}_{name}", chrono::Utc::now().timestamp(), std::process::id());
     let vars = [("DOCEX_SEARCH_RATE", "600/min"), ("LIMIT_MARGIN", "0ms"), ("REDIS_KEY_PREFIX", prefix.as_str())];
     let settings =
         Settings::from_vars(&Vars::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
@@ -96,29 +100,27 @@ async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_shar
     let redis = Redis::connect(&settings.redis_url, &settings.redis_key_prefix).expect("a Redis client");
     let limiter = Limiter::new(redis, &settings);
     let interval = limiter.interval(Budget::DocexSearch);
-    let bulk = Rank { own: 2, takes_over: 0 };
-    let urgent = Rank { own: 0, takes_over: 2 };
     let until = Instant::now() + Duration::from_secs(4);
-    // Eight bulk callers, each holding a reservation far ahead, always.
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let limiter = limiter.clone();
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             while Instant::now() < until {
-                sent.push((take_slot(&limiter, bulk).await, false));
+                let (from, at) = take_slot(&limiter, line).await;
+                sent.push((from, at, false));
             }
             sent
         }));
     }
-    // And now and then an urgent one.
     let urgent_caller = {
         let limiter = limiter.clone();
         tokio::spawn(async move {
             let mut sent = Vec::new();
             tokio::time::sleep(Duration::from_millis(500)).await;
             while Instant::now() + Duration::from_millis(500) < until {
-                sent.push((take_slot(&limiter, urgent).await, true));
+                let (from, at) = take_slot(&limiter, urgent).await;
+                sent.push((from, at, true));
                 tokio::time::sleep(Duration::from_millis(230)).await;
             }
             sent
@@ -126,19 +128,31 @@ async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_shar
     };
     let mut sends = urgent_caller.await.expect("the urgent caller");
     for t in tasks {
-        sends.extend(t.await.expect("a bulk caller"));
+        sends.extend(t.await.expect("a caller in line"));
     }
-    sends.sort_by_key(|((_, at), _)| *at);
-    // Priority chose who sent, never how often: sends stay an interval apart
-    // (less the jitter of waking up).
+    sends.sort_by_key(|s| s.1);
     for pair in sends.windows(2) {
-        let gap = pair[1].0.1 - pair[0].0.1;
+        let gap = pair[1].1 - pair[0].1;
         assert!(gap + Duration::from_millis(20) >= interval, "two sends {gap:?} apart");
     }
-    let mut urgent_waits: Vec<Duration> = sends.iter().filter(|s| s.1).map(|((from, at), _)| *at - *from).collect();
-    let mut bulk_waits: Vec<Duration> = sends.iter().filter(|s| !s.1).map(|((from, at), _)| *at - *from).collect();
-    urgent_waits.sort();
-    bulk_waits.sort();
+    (interval, sends)
+}
+
+/// The sorted waits of the urgent caller's sends, and of the others'.
+fn waits(sends: &[(Instant, Instant, bool)]) -> (Vec<Duration>, Vec<Duration>) {
+    let mut urgent: Vec<Duration> = sends.iter().filter(|s| s.2).map(|(from, at, _)| *at - *from).collect();
+    let mut others: Vec<Duration> = sends.iter().filter(|s| !s.2).map(|(from, at, _)| *at - *from).collect();
+    urgent.sort();
+    others.sort();
+    (urgent, others)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_share_an_interval() {
+    let bulk = Rank { own: 2, takes_over: 0, behind_one: 0 };
+    let urgent = Rank { own: 0, takes_over: 2, behind_one: 0 };
+    let (interval, sends) = contest("limiter", bulk, urgent).await;
+    let (urgent_waits, bulk_waits) = waits(&sends);
     let (u, b) = (urgent_waits[urgent_waits.len() / 2], bulk_waits[bulk_waits.len() / 2]);
     println!("{} sends; urgent wait median {u:?} (worst {:?}), bulk {b:?}", sends.len(), urgent_waits.last());
     assert!(urgent_waits.len() >= 8, "{} urgent sends", urgent_waits.len());
@@ -146,4 +160,28 @@ async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_shar
     // the bulk callers wait behind eight reservations.
     assert!(u <= interval + TAKE_OVER_GUARD + Duration::from_millis(30), "urgent median wait {u:?}");
     assert!(b >= interval * 6, "bulk median wait {b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_urgent_search_waits_for_the_download_due_next_and_not_for_the_whole_line() {
+    // The ranks the gate gives a bulk download and an urgent search.
+    let download = Rank { own: 2, takes_over: 0, behind_one: 0 };
+    let urgent_search = Rank { own: 1, takes_over: 3, behind_one: 2 };
+    let (interval, sends) = contest("behind_one", download, urgent_search).await;
+    let (urgent_waits, download_waits) = waits(&sends);
+    let (u, d) = (urgent_waits[urgent_waits.len() / 2], download_waits[download_waits.len() / 2]);
+    println!(
+        "{} sends; urgent search wait median {u:?} (least {:?}, worst {:?}), download {d:?}",
+        sends.len(),
+        urgent_waits.first(),
+        urgent_waits.last()
+    );
+    assert!(urgent_waits.len() >= 8, "{} urgent sends", urgent_waits.len());
+    // The download due next always went first: the schedule is full, so
+    // the urgent search's slot is the second, at least an interval away...
+    let least = urgent_waits[0];
+    assert!(least + Duration::from_millis(20) >= interval, "an urgent search went ahead of every download ({least:?})");
+    // ...and not behind the eight downloads holding reservations.
+    assert!(u <= 2 * interval + Duration::from_millis(30), "urgent search median wait {u:?}");
+    assert!(d >= interval * 6, "download median wait {d:?}");
 }

@@ -42,15 +42,17 @@ pub enum Admission {
 
 impl Admission {
     /// The caller's place in the line. An urgent run's call may take over
-    /// a slot reserved by a call of the same admission for other work: an
-    /// urgent download goes ahead of every other download and search, an
-    /// urgent search ahead of other searches (never of downloads).
+    /// a slot reserved for other work: an urgent download goes ahead of
+    /// every other download and search; an urgent search ahead of every
+    /// other search, and behind the one download due next (downloads of
+    /// runs already searched still go first), not behind the whole line of
+    /// downloads the fetch replicas hold reservations for.
     fn rank(self, urgent: bool) -> Rank {
         match (self, urgent) {
-            (Admission::Hold, true) => Rank { own: 0, takes_over: 2 },
-            (Admission::NextOnly, true) => Rank { own: 1, takes_over: 3 },
-            (Admission::Hold, false) => Rank { own: 2, takes_over: 0 },
-            (Admission::NextOnly, false) => Rank { own: 3, takes_over: 0 },
+            (Admission::Hold, true) => Rank { own: 0, takes_over: 2, behind_one: 0 },
+            (Admission::NextOnly, true) => Rank { own: 1, takes_over: 3, behind_one: 2 },
+            (Admission::Hold, false) => Rank { own: 2, takes_over: 0, behind_one: 0 },
+            (Admission::NextOnly, false) => Rank { own: 3, takes_over: 0, behind_one: 0 },
         }
     }
 }
@@ -117,8 +119,8 @@ impl Gate {
         let urgent = guard.is_some_and(Guard::urgent);
         let max_wait = match admission {
             Admission::Hold => self.max_hold,
-            // An urgent search queues behind the downloads already waiting,
-            // and ahead of every call that comes later.
+            // An urgent search queues behind the download due next, and
+            // ahead of every other call.
             Admission::NextOnly if urgent => self.max_hold,
             // At a slow budget one interval may be long: never hold past the cap.
             Admission::NextOnly => self.limiter.interval(budget).min(self.max_hold),

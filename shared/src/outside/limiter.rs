@@ -29,8 +29,9 @@ use crate::{
 /// slot's time in µs). ARGV: interval µs, longest wait µs the caller
 /// accepts, a fresh epoch id, the budget's window µs if the caller has seen
 /// an earlier schedule (else 0), the caller's rank, its reservation id, the
-/// guard µs, and the least rank whose slots the caller may take over (0:
-/// none). Returns {reserved (0|1), wait µs,
+/// guard µs, the least rank whose slots the caller may take over (0:
+/// none), and the least rank whose slots it may take over except the
+/// earliest of them (0: none). Returns {reserved (0|1), wait µs,
 /// epoch, taken over (0|1)}. When the wait is longer than accepted nothing is
 /// reserved, so a deferred caller spends nothing.
 ///
@@ -48,7 +49,10 @@ use crate::{
 /// changes hands and the schedule stays as it was: still at most one slot
 /// per interval. The one who lost it learns so when it wakes (it checks its
 /// reservation before sending, always after `slot - guard`) and reserves
-/// again.
+/// again. A caller may also be allowed to go ahead of some ranks except
+/// the first of them in line (an urgent search waits for the one download
+/// due next, never for a whole line of them): the earliest slot reserved
+/// by such a rank is spared, the next one taken.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -70,14 +74,22 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now - 10000000))
 local over = tonumber(ARGV[8])
-if over > 0 then
-  local held = redis.call('ZRANGEBYSCORE', KEYS[3], string.format('(%d', now + guard),
+local behind_one = tonumber(ARGV[9])
+if over > 0 or behind_one > 0 then
+  local held = redis.call('ZRANGEBYSCORE', KEYS[3], string.format('(%d', now),
     string.format('(%d', tat), 'WITHSCORES', 'LIMIT', 0, 64)
+  local spared = false
   for i = 1, #held, 2 do
     local other = held[i]
-    if tonumber(string.match(other, '^(%d+):')) >= over then
-      local slot = tonumber(held[i + 1])
-      if slot - now > max_wait then break end
+    local slot = tonumber(held[i + 1])
+    if slot - now > max_wait then break end
+    local r = tonumber(string.match(other, '^(%d+):'))
+    local take = over > 0 and r >= over
+    if not take and behind_one > 0 and r >= behind_one then
+      take = spared
+      spared = true
+    end
+    if take and slot > now + guard then
       redis.call('ZREM', KEYS[3], other)
       redis.call('ZADD', KEYS[3], string.format('%d', slot), member)
       return {1, slot - now, epoch, 1}
@@ -157,11 +169,15 @@ pub struct Rank {
     pub own: u8,
     /// It may take over slots reserved by ranks at or above this; 0: none.
     pub takes_over: u8,
+    /// It may take over slots reserved by ranks at or above this, except
+    /// the earliest of them: it waits behind one such caller, no more.
+    /// 0: none.
+    pub behind_one: u8,
 }
 
 impl Rank {
     /// A caller that goes in turn and whose slot nobody takes.
-    pub const PLAIN: Rank = Rank { own: 0, takes_over: 0 };
+    pub const PLAIN: Rank = Rank { own: 0, takes_over: 0, behind_one: 0 };
 }
 
 /// A reserved slot.
@@ -238,6 +254,7 @@ impl Limiter {
             .arg(&id)
             .arg(TAKE_OVER_GUARD.as_micros() as i64)
             .arg(rank.takes_over)
+            .arg(rank.behind_one)
             .invoke_async(&mut conn)
             .await
             .map_err(Self::unavailable)?;
