@@ -81,6 +81,21 @@ pub struct BatchStateLabels {
     pub state: &'static str,
 }
 
+/// A pool of warm conversion workers (`doc` or `office`) and what befell
+/// its workers (`started`; `failed`: retired because a document hung,
+/// crashed or overran one; `recycled`: retired by the document count or the
+/// memory rule).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub pool: &'static str,
+    pub event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn seconds_histogram() -> Histogram {
@@ -101,6 +116,8 @@ pub struct Metrics {
     pub breaker_state: Family<ApiLabels, Gauge>,
     pub documents: Family<DocumentLabels, Counter>,
     pub conversion_seconds: HistogramFamily<KindLabels>,
+    pub converter_workers: Family<WorkerLabels, Counter>,
+    pub converter_workers_idle: Family<PoolLabels, Gauge>,
     pub runs_started: Counter,
     pub runs_joined: Counter,
     pub runs_finished: Family<StatusLabels, Counter>,
@@ -138,6 +155,8 @@ impl Metrics {
             breaker_state: Family::default(),
             documents: Family::default(),
             conversion_seconds: Family::new_with_constructor(seconds_histogram),
+            converter_workers: Family::default(),
+            converter_workers_idle: Family::default(),
             runs_started: Counter::default(),
             runs_joined: Counter::default(),
             runs_finished: Family::default(),
@@ -172,6 +191,16 @@ impl Metrics {
         r.register("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", m.breaker_state.clone());
         r.register("documents", "Documents finished, converted or failed", m.documents.clone());
         r.register("conversion_duration_seconds", "Time of one conversion", m.conversion_seconds.clone());
+        r.register(
+            "converter_workers",
+            "Warm conversion workers started, and retired as failed (a document hung, crashed or overran one) or recycled (document count, memory)",
+            m.converter_workers.clone(),
+        );
+        r.register(
+            "converter_workers_idle",
+            "Warm conversion workers waiting for a document",
+            m.converter_workers_idle.clone(),
+        );
         r.register("runs_started", "Patient runs started", m.runs_started.clone());
         r.register("runs_joined", "Requests that joined a run in progress", m.runs_joined.clone());
         r.register("runs_finished", "Patient runs finished, by documents status", m.runs_finished.clone());

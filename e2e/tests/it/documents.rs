@@ -210,6 +210,16 @@ async fn a_file_needing_more_memory_than_the_cap_fails_alone_and_conversions_car
     let convert = env.replicas(Stage::Convert)[0].http_addr;
     let health = reqwest::get(format!("http://{convert}/healthz")).await.expect("the convert service answers");
     assert!(health.status().is_success());
+    // The operator sees it: the doc worker the scan overran was retired as
+    // failed, and another started in its place.
+    let metrics = reqwest::get(format!("http://{convert}/metrics")).await.expect("the convert service answers");
+    let metrics = metrics.text().await.expect("its metrics");
+    let workers = |event: &str| -> f64 {
+        let series = format!("pipeline_converter_workers_total{{pool=\"doc\",event=\"{event}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok()).unwrap_or(f64::NAN)
+    };
+    assert_eq!(workers("failed"), 1.0, "one doc worker retired as failed:\n{metrics}");
+    assert!(workers("started") >= 2.0, "a doc worker started after it:\n{metrics}");
     env.publish(&["AFTER"]).await;
     env.wait_finished(2, Duration::from_secs(120)).await;
     assert_eq!(report_of(&env, "AFTER").await.documents.len(), 3);

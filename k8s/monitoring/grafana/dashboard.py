@@ -81,6 +81,9 @@ QUERIES: dict[str, str] = {
     "convert_memory": 'sum by (pod) (container_memory_working_set_bytes{container="convert"})',
     "convert_memory_limit": 'max by (pod) (container_spec_memory_limit_bytes{container="convert"})',
     "convert_oom": 'sum by (pod) (increase(container_oom_events_total{container="convert"}[$__rate_interval]))',
+    # warm doc and office workers: started, retired as failed or recycled
+    "converter_worker_events": "sum by (pool, event) (increase(pipeline_converter_workers_total[$__rate_interval]))",
+    "converter_workers_idle": "sum by (pool) (pipeline_converter_workers_idle)",
     # batches: every search replica exports the same counts (max, not sum)
     "batch_waiting": 'max by (batch) (pipeline_batch_runs{state="waiting"})',
     "batch_working": 'max by (batch) (pipeline_batch_runs{state="working"})',
@@ -297,6 +300,13 @@ def build() -> dict:
     ], unit="bytes", desc="Container working set (cAdvisor). The limit is the real cap on LibreOffice.",
         overrides=[dashed_limits("limit.*")]), 10, 8)
     L.add(timeseries("Convert OOM kills", [target("convert_oom", "{{pod}}")]), 6, 8)
+    L.add(timeseries("Converter workers started and retired", [target("converter_worker_events", "{{pool}} {{event}}")],
+                     desc="Warm doc and office (LibreOffice) workers. failed: retired because a document hung, "
+                          "crashed or overran one (that document fails with its reason); recycled: retired after "
+                          "CONVERT_OFFICE_MAX_DOCS documents or past CONVERT_OFFICE_MAX_RSS (doc workers: 1000, "
+                          "256 MiB). A steady rate of failed is a type of document LibreOffice cannot take."), 16, 8)
+    L.add(timeseries("Warm workers idle", [target("converter_workers_idle", "{{pool}}")],
+                     desc="Workers waiting for a document, per pool (at most CONVERT_PREFETCH per replica)."), 8, 8)
 
     L.row("Health")
     L.add(stat("Replicas up by stage", [target("stage_up", "{{service}}", instant=True)],

@@ -11,7 +11,7 @@ use docket_shared::{
     broker::{Consumer, topology::queues},
     consumer,
     messages::{Conversion, ConvertDoc, ConvertJob, StoreStep, scratch},
-    metrics::KindLabels,
+    metrics::{KindLabels, PoolLabels, WorkerLabels},
     slots::Slots,
 };
 use tracing::debug;
@@ -45,6 +45,8 @@ pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
     let engine = Engine::new(exe, office);
     // Two lanes, one bulkhead: urgent runs' documents take the next free slot.
     let convert = Arc::new(Convert { app: app.clone(), engine, prefetch, slots: Slots::new(prefetch.into()) });
+    // Every series from the start, at zero: a panel reads "none", not "no data".
+    convert.export_pools();
     vec![consumer(app, Lane::<false>(convert.clone())), consumer(app, Lane::<true>(convert))]
 }
 
@@ -88,6 +90,7 @@ impl<const URGENT: bool> Handler for Lane<URGENT> {
             let slot = convert.slots.acquire(URGENT).await;
             let outcome = convert.convert(job.run_id, &doc).await;
             drop(slot);
+            convert.export_pools();
             match outcome {
                 Ok(outcome) => results.push((doc.doc, outcome)),
                 Err(e) => {
@@ -103,6 +106,23 @@ impl<const URGENT: bool> Handler for Lane<URGENT> {
 }
 
 impl Convert {
+    /// The pools' counters as metrics. The engine keeps them (it is a
+    /// library of its own, without the service's registry); they are copied
+    /// after each document, which is when they change.
+    fn export_pools(&self) {
+        let metrics = &self.app.metrics;
+        for (pool, p) in [("doc", self.engine.documents()), ("office", self.engine.office())] {
+            let stats = p.stats();
+            for (event, n) in [("started", stats.started), ("failed", stats.failed), ("recycled", stats.recycled)] {
+                let counter = metrics.converter_workers.get_or_create(&WorkerLabels { pool, event });
+                // Monotonic in the engine, so monotonic here.
+                counter.inner().store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            let idle = i64::try_from(p.idle_pids().len()).unwrap_or(i64::MAX);
+            metrics.converter_workers_idle.get_or_create(&PoolLabels { pool }).set(idle);
+        }
+    }
+
     /// Hands the results to the store stage: one document's as before, several in one message.
     async fn send(&self, run_id: Uuid, mut results: Vec<(i32, Conversion)>) -> StageResult {
         let step = match results.len() {
