@@ -118,6 +118,24 @@ impl TestEnv {
         self.processes.len() - 1
     }
 
+    /// The `/metrics` text of the spawned process `index` (a `stage`), from
+    /// the address in its log (the tests give port 0); empty if unreadable.
+    pub async fn process_metrics(&self, stage: Stage, index: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("{}-{index}.log", stage.binary())))
+            .unwrap_or_default();
+        // The tests bind 127.0.0.1 (the log may colour the field's name).
+        let Some(port) = log.split("http_addr").nth(1).and_then(|rest| {
+            let after = rest.split("127.0.0.1:").nth(1)?;
+            after.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u16>().ok()
+        }) else {
+            return String::new();
+        };
+        match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     /// The operating-system id of a spawned stage process.
     pub fn process_id(&self, index: usize) -> u32 {
         self.processes[index].id()
@@ -146,4 +164,16 @@ impl TestEnv {
     pub fn replicas(&self, stage: Stage) -> Vec<&Started> {
         self.started.iter().filter(|s| s.stage == stage).collect()
     }
+}
+
+/// The sum of the samples in a `/metrics` text whose series starts with
+/// `series` (a name, or a name and its labels as rendered); NaN if none.
+pub fn metric(text: &str, series: &str) -> f64 {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .filter(|rest| rest.starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    if values.is_empty() { f64::NAN } else { values.iter().sum() }
 }

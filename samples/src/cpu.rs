@@ -10,6 +10,11 @@ pub fn process(pid: u32) -> f64 {
     stat_seconds(&format!("/proc/{pid}/stat"), 11..=14)
 }
 
+/// A live process's own CPU (utime, stime), without its children's, in seconds.
+pub fn own(pid: u32) -> f64 {
+    stat_seconds(&format!("/proc/{pid}/stat"), 11..=12)
+}
+
 /// The sum of `/proc/…/stat` fields (counted after the command name, in clock ticks of 1/100 s).
 fn stat_seconds(path: &str, fields: std::ops::RangeInclusive<usize>) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use docket_e2e::{Patient, Stage, TestEnv, TestOptions};
+use docket_e2e::{Patient, Stage, TestEnv, TestOptions, stages::metric};
 use docket_stubs::{ArchiveKind, Report};
 
 use crate::common::{assert_valid_pdf, one_task_one_report_each, profile};
@@ -214,10 +214,8 @@ async fn a_file_needing_more_memory_than_the_cap_fails_alone_and_conversions_car
     // failed, and another started in its place.
     let metrics = reqwest::get(format!("http://{convert}/metrics")).await.expect("the convert service answers");
     let metrics = metrics.text().await.expect("its metrics");
-    let workers = |event: &str| -> f64 {
-        let series = format!("pipeline_converter_workers_total{{pool=\"doc\",event=\"{event}\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok()).unwrap_or(f64::NAN)
-    };
+    let workers =
+        |event: &str| metric(&metrics, &format!("pipeline_converter_workers_total{{pool=\"doc\",event=\"{event}\"}}"));
     assert_eq!(workers("failed"), 1.0, "one doc worker retired as failed:\n{metrics}");
     assert!(workers("started") >= 2.0, "a doc worker started after it:\n{metrics}");
     env.publish(&["AFTER"]).await;

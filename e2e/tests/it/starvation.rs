@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use docket_e2e::{Patient, Stage, TestEnv, TestOptions, stages::ALL};
+use docket_e2e::{
+    Patient, Stage, TestEnv, TestOptions,
+    stages::{ALL, metric},
+};
 use docket_stubs::ArchiveKind;
 
 use crate::common::{assert_budgets_held, one_task_one_report_each};
@@ -78,25 +81,9 @@ impl Drop for CpuQuota {
     }
 }
 
-/// `pipeline_limiter_late_total` of the `index`th spawned process, read from
-/// its `/metrics` (its address is in its log: the tests give port 0).
+/// `pipeline_limiter_late_total` of the `index`th spawned process.
 async fn late_wakeups(env: &TestEnv, stage: Stage, index: usize) -> f64 {
-    let log =
-        std::fs::read_to_string(env.dir.path().join(format!("{}-{index}.log", stage.binary()))).unwrap_or_default();
-    // The tests bind 127.0.0.1 (the log may colour the field's name).
-    let Some(port) = log.split("http_addr").nth(1).and_then(|rest| {
-        let after = rest.split("127.0.0.1:").nth(1)?;
-        after.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u16>().ok()
-    }) else {
-        return f64::NAN;
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let Ok(answer) = reqwest::get(format!("http://{addr}/metrics")).await else { return f64::NAN };
-    let text = answer.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("pipeline_limiter_late_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric(&env.process_metrics(stage, index).await, "pipeline_limiter_late_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
