@@ -194,25 +194,22 @@ async fn big_archive(docs: u32) {
         );
     }
     let (cpu, by_kind) = cpu_of_each(&env.storage_root()).await;
-    let bound = cpu / bound_cores() as f64;
-    println!(
-        "bound: sum of per-document CPU times {cpu:.1} s / {} cores = {bound:.1} s; download to report / bound = {:.3} ({:+.1} %)",
-        bound_cores(),
-        secs / bound,
-        (secs / bound - 1.0) * 100.0
-    );
+    // The bound printed, and the run against it.
+    let against = |what: &str, cpu: f64| {
+        let (cores, bound) = (bound_cores(), cpu / bound_cores() as f64);
+        let ratio = secs / bound;
+        println!(
+            "{what} {cpu:.1} s / {cores} cores = {bound:.1} s; download to report / bound = {ratio:.3} ({:+.1} %)",
+            (ratio - 1.0) * 100.0
+        );
+    };
+    against("bound: sum of per-document CPU times", cpu);
     // The same sum as the workers spent it during the run (worker starts and failed documents
     // included, as above): what converting cost there, beside the other processes, rather than
     // again later, alone. The gap between the two bounds is the conversions' own noise and the
     // contention of the run; the gap between the run and this bound is the pipeline.
     let workers = spent.iter().find(|(name, _)| name == "docket-convert").map_or(0.0, |(_, c)| *c) - own;
-    let in_run = workers / bound_cores() as f64;
-    println!(
-        "bound as converted in the run: the workers' CPU {workers:.1} s / {} cores = {in_run:.1} s; download to report / that bound = {:.3} ({:+.1} %)",
-        bound_cores(),
-        secs / in_run,
-        (secs / in_run - 1.0) * 100.0
-    );
+    against("bound as converted in the run: the workers' CPU", workers);
     let mut by_kind: Vec<_> = by_kind.into_iter().collect();
     by_kind.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
     for (kind, (n, cpu)) in by_kind {
