@@ -119,15 +119,22 @@ async fn stages_starved_by_a_cpu_quota_keep_every_budget_counted_at_arrival() {
     env.publish(&patients.iter().map(|p| p.id.as_str()).collect::<Vec<_>>()).await;
     env.wait_finished(300, Duration::from_secs(240)).await;
     println!("300 patients through stages at {} ms of CPU per 100 ms each in {:?}", QUOTA_US / 1000, started.elapsed());
-    let mut starved = Duration::ZERO;
+    let (mut periods, mut starved) = (0, Duration::ZERO);
     for (i, (stage, quota)) in quotas.iter().enumerate() {
         let (n, t) = quota.throttled();
+        periods += n;
         starved += t;
         let late = late_wakeups(&env, *stage, i).await;
         println!("  {stage:?}: throttled {n} times, {t:?} in all; {late} slots given up as woken too late");
     }
-    // Otherwise the quota proved nothing.
-    assert!(starved >= Duration::from_secs(5), "the stages were throttled for only {starved:?}");
+    // Otherwise the quota proved nothing. How long in all varies with the
+    // build and the host's load (3.8 s to over 5 s in a run of about 23 s);
+    // what matters is that the stages were stalled again and again while
+    // they sent: dozens of periods of up to 90 ms each.
+    assert!(
+        periods >= 50 && starved >= Duration::from_secs(2),
+        "the stages were throttled in only {periods} periods, {starved:?} in all"
+    );
 
     one_task_one_report_each(&env.tracker.tasks(), 300);
     assert_budgets_held(&env, 0);
