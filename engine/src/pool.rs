@@ -40,11 +40,11 @@ pub struct PoolSettings {
     pub size: usize,
     /// The caps of one document (memory of the worker, wall time and CPU per document).
     pub limits: Limits,
-    /// Documents a worker converts before it is replaced (office workers: `CONVERT_OFFICE_MAX_DOCS`,
-    /// default 200).
+    /// Documents a worker converts before it is replaced (the service's `CONVERT_OFFICE_MAX_DOCS`,
+    /// default 200, and `CONVERT_DOC_MAX_DOCS`, default 1000).
     pub max_docs: u32,
-    /// Resident memory past which a worker is replaced after its document (office workers:
-    /// `CONVERT_OFFICE_MAX_RSS`, default 768 MiB).
+    /// Resident memory past which a worker is replaced after its document (the service's
+    /// `CONVERT_OFFICE_MAX_RSS`, default 768 MiB, and `CONVERT_DOC_MAX_RSS`, default 256 MiB).
     pub max_rss_bytes: u64,
     /// Where workers keep their profiles and scratch (the service's `WORK_DIR`).
     pub work_dir: PathBuf,

@@ -303,8 +303,8 @@ def build() -> dict:
     L.add(timeseries("Converter workers started and retired", [target("converter_worker_events", "{{pool}} {{event}}")],
                      desc="Warm doc and office (LibreOffice) workers. failed: retired because a document hung, "
                           "crashed or overran one (that document fails with its reason); recycled: retired after "
-                          "CONVERT_OFFICE_MAX_DOCS documents or past CONVERT_OFFICE_MAX_RSS (doc workers: 1000, "
-                          "256 MiB). A steady rate of failed is a type of document LibreOffice cannot take."), 16, 8)
+                          "CONVERT_OFFICE_MAX_DOCS documents or past CONVERT_OFFICE_MAX_RSS (doc workers: "
+                          "CONVERT_DOC_MAX_DOCS, CONVERT_DOC_MAX_RSS). A steady rate of failed is a type of document LibreOffice cannot take."), 16, 8)
     L.add(timeseries("Warm workers idle", [target("converter_workers_idle", "{{pool}}")],
                      desc="Workers waiting for a document, per pool (at most CONVERT_PREFETCH per replica)."), 8, 8)
 

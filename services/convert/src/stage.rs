@@ -42,7 +42,10 @@ pub fn consumers(app: &Arc<App>) -> Vec<Arc<dyn Consumer>> {
         max_rss_bytes: s.convert_office_max_rss,
         work_dir: s.work_dir.clone(),
     };
-    let engine = Engine::new(exe, office);
+    // The doc workers take the office workers' size and caps, and recycle by their own rules.
+    let documents =
+        PoolSettings { max_docs: s.convert_doc_max_docs, max_rss_bytes: s.convert_doc_max_rss, ..office.clone() };
+    let engine = Engine::with_pools(exe, office, documents);
     // Two lanes, one bulkhead: urgent runs' documents take the next free slot.
     let convert = Arc::new(Convert { app: app.clone(), engine, prefetch, slots: Slots::new(prefetch.into()) });
     // Every series from the start, at zero: a panel reads "none", not "no data".

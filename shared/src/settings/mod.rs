@@ -135,6 +135,14 @@ pub struct Settings {
     /// `CONVERT_OFFICE_MAX_RSS` [768MiB]: resident memory past which an office
     /// worker is replaced after its document.
     pub convert_office_max_rss: u64,
+    /// `CONVERT_DOC_MAX_DOCS` [1000]: documents a doc worker (the warm
+    /// process that judges every document and converts all but office ones)
+    /// converts before it is replaced by a fresh one.
+    pub convert_doc_max_docs: u32,
+    /// `CONVERT_DOC_MAX_RSS` [256MiB]: resident memory past which a doc
+    /// worker is replaced after its document (memory its allocator kept
+    /// after a large image, say).
+    pub convert_doc_max_rss: u64,
     /// `ARCHIVE_MAX_BYTES` [4GiB]: the most one archive may download or unpack to.
     pub archive_max_bytes: u64,
     /// `ARCHIVE_MAX_ENTRIES` [5000]: entries extracted from one archive.
@@ -260,6 +268,8 @@ impl Settings {
             convert_exe: v.get("CONVERT_EXE").map(PathBuf::from),
             convert_office_max_docs: v.parsed("CONVERT_OFFICE_MAX_DOCS", "200", number)?,
             convert_office_max_rss: v.parsed("CONVERT_OFFICE_MAX_RSS", "768MiB", byte_size)?,
+            convert_doc_max_docs: v.parsed("CONVERT_DOC_MAX_DOCS", "1000", number)?,
+            convert_doc_max_rss: v.parsed("CONVERT_DOC_MAX_RSS", "256MiB", byte_size)?,
             archive_max_bytes: v.parsed("ARCHIVE_MAX_BYTES", "4GiB", byte_size)?,
             archive_max_entries: v.parsed("ARCHIVE_MAX_ENTRIES", "5000", number)?,
             entry_max_bytes: v.parsed("ENTRY_MAX_BYTES", "256MiB", byte_size)?,
@@ -297,6 +307,7 @@ impl Settings {
             "setting CONVERT_MEMORY_LIMIT: below 64MiB no conversion can start"
         );
         anyhow::ensure!(self.convert_office_max_docs > 0, "setting CONVERT_OFFICE_MAX_DOCS: must be at least 1");
+        anyhow::ensure!(self.convert_doc_max_docs > 0, "setting CONVERT_DOC_MAX_DOCS: must be at least 1");
         if let Some(exe) = &self.convert_exe {
             anyhow::ensure!(exe.is_file(), "setting CONVERT_EXE: {} does not exist", exe.display());
         }
@@ -323,6 +334,7 @@ mod tests {
         let s = Settings::from_vars(&vars(&[])).expect("defaults are valid");
         assert_eq!(s.docex_search_rate.to_string(), "10/min");
         assert_eq!(s.convert_memory_limit, 1 << 30);
+        assert_eq!((s.convert_doc_max_docs, s.convert_doc_max_rss), (1000, 256 << 20));
         assert!(s.storage_url.starts_with("file://"));
     }
 
@@ -336,6 +348,12 @@ mod tests {
             let err = Settings::from_vars(&vars(&[(name, "0")])).expect_err("a prefetch of 0 means unlimited");
             assert!(err.to_string().contains(name), "{err}");
         }
+        for name in ["CONVERT_OFFICE_MAX_DOCS", "CONVERT_DOC_MAX_DOCS"] {
+            let err = Settings::from_vars(&vars(&[(name, "0")])).expect_err("a worker must convert something");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = Settings::from_vars(&vars(&[("CONVERT_DOC_MAX_RSS", "lots")])).expect_err("invalid");
+        assert!(err.to_string().contains("CONVERT_DOC_MAX_RSS"), "{err}");
     }
 
     #[test]
