@@ -221,7 +221,8 @@ def build() -> dict:
     L.add(timeseries("Ready messages by queue", [target("queue_ready", "{{queue}}")],
                      desc="Waiting to be consumed (work queues and docket.parked)."), 12, 8)
     L.add(timeseries("Unacked messages by queue", [target("queue_unacked", "{{queue}}")],
-                     desc="Delivered to a stage and being handled. Convert holds up to CONVERT_PREFETCH per replica."), 12, 8)
+                     desc="Delivered to a stage and being handled. Convert holds up to CONVERT_PREFETCH + 1 per lane "
+                          "and replica."), 12, 8)
     L.add(timeseries("Waiting in delay and hold queues", [target("queue_waiting", "{{queue}}")], stack=True,
                      desc="Backoff: jobs not ready yet, budgets spent for now, outside APIs down (hold)."), 12, 8)
     L.add(timeseries("Consumers by queue", [target("queue_consumers", "{{queue}}")]), 12, 8)
@@ -293,7 +294,9 @@ def build() -> dict:
         target("convert_inflight", "{{instance}} {{pod}}", "A"),
         target("convert_replicas", "replicas", "B"),
         target("convert_prefetch", "limit {{instance}} {{pod}}", "C"),
-    ], desc="Conversions held per replica, against its CONVERT_PREFETCH.", overrides=[dashed_limits("limit.*")]), 8, 8)
+    ], desc="Messages held per replica (both lanes), against the normal lane's prefetch: "
+                          "CONVERT_PREFETCH conversions at once, and one message more per lane waiting for the "
+                          "next free slot.", overrides=[dashed_limits("limit.*")]), 8, 8)
     L.add(timeseries("Convert memory vs limit", [
         target("convert_memory", "{{pod}}", "A"),
         target("convert_memory_limit", "limit {{pod}}", "B"),
