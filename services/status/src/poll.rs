@@ -3,15 +3,18 @@
 //! when nothing was found. Failed or unknown: back to the search room, to
 //! search again with a new key.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use docket_shared::{
     App, Handler, Meta, StageError, StageResult, UnitOfWork,
     broker::topology::queues,
-    outside::docex::JobStatus,
+    outside::{Budget, docex::JobStatus, limiter::TAKE_OVER_GUARD},
     run::{self, Guard, Priority, State, Step, edges},
 };
-use tracing::info;
+use tracing::{debug, info};
 
 pub struct Poll(pub Arc<App>);
 
@@ -37,6 +40,56 @@ pub fn schedule(app: &App, n: i32, priority: Priority) -> Duration {
     Duration::from_secs_f64(step * jitter)
 }
 
+/// What an urgent run's poll must leave, besides its own round trip, between
+/// its arrival and the download slot it aims at: the move to fetch (commit,
+/// publish, delivery) and the take-over guard of the slot.
+const SLOT_LEAD: Duration = Duration::from_millis(30);
+
+/// An urgent run's next poll, timed to land just before a slot of the
+/// search+download budget. When that budget is busy every download waits
+/// for a slot, and the slots lie on a grid: the next free one (`ahead` from
+/// now) plus or minus whole `interval`s. A poll that sees the job finished
+/// at a random moment leaves the download waiting up to an interval for its
+/// slot; one that arrives `lead` before a slot hands the download that very
+/// slot (an urgent download takes over a slot reserved for other work).
+///
+/// The poll moves only earlier than `nominal`, to the last such moment at
+/// or before it, and never to less than half of it: it is never later than
+/// its schedule, and polls come at most twice as often. When no such moment
+/// lies in that span (an interval longer than half the delay) it keeps its
+/// schedule.
+pub fn aligned(nominal: Duration, ahead: Duration, interval: Duration, lead: Duration) -> Duration {
+    if interval.is_zero() {
+        return nominal;
+    }
+    let (nominal_us, interval_us) = (nominal.as_micros() as i128, interval.as_micros() as i128);
+    // The moments `lead` before a slot: first + k * interval, for any k.
+    let first = ahead.as_micros() as i128 - lead.as_micros() as i128;
+    let k = (nominal_us - first).div_euclid(interval_us);
+    let moment = first + k * interval_us;
+    if moment * 2 < nominal_us || moment > nominal_us {
+        return nominal;
+    }
+    Duration::from_micros(moment as u64)
+}
+
+/// The delay before an urgent run's next poll, aligned to the download
+/// slots when the search+download budget is busy. Alignment is a refinement:
+/// if Redis cannot say, the poll keeps its schedule.
+async fn urgent_delay(app: &App, nominal: Duration, round_trip: Duration) -> Duration {
+    let limiter = &app.docex().gate.limiter;
+    let interval = limiter.interval(Budget::DocexSearch);
+    let lead = (TAKE_OVER_GUARD + SLOT_LEAD + round_trip).min(interval / 2);
+    match limiter.next_free(Budget::DocexSearch).await {
+        Ok(Some(ahead)) => aligned(nominal, ahead, interval, lead),
+        Ok(None) => nominal,
+        Err(e) => {
+            debug!(error = %e, "could not read the search budget's schedule; the poll keeps its own");
+            nominal
+        }
+    }
+}
+
 impl Handler for Poll {
     type Input = Step;
     const QUEUE: &'static str = queues::STATUS;
@@ -50,12 +103,22 @@ impl Handler for Poll {
         let pool = &app.db().pool;
         let Some(run) = run::current(pool, step, State::Poll).await? else { return Ok(()) };
         let job_id = run.job_id.clone().ok_or_else(|| StageError::permanent("run is polling without a job"))?;
+        let sent = Instant::now();
         let status = app.docex().status(&job_id, &Guard::new(pool, &run)).await?;
+        let round_trip = sent.elapsed();
+        let next = match status {
+            JobStatus::Pending => {
+                let nominal = schedule(app, run.polls + 1, run.priority());
+                if run.priority() == Priority::Urgent { urgent_delay(app, nominal, round_trip).await } else { nominal }
+            }
+            _ => Duration::ZERO,
+        };
+        // Counted from here: waiting for a database connection must not
+        // make an aligned poll late.
+        let decided = Instant::now();
         let mut uow = UnitOfWork::begin(app).await?;
         let moved = match &status {
-            JobStatus::Pending => {
-                edges::job_pending(&mut uow, &run, schedule(app, run.polls + 1, run.priority())).await?
-            }
+            JobStatus::Pending => edges::job_pending(&mut uow, &run, next.saturating_sub(decided.elapsed())).await?,
             JobStatus::Finished { count, archive_url: Some(url) } if *count > 0 => {
                 edges::job_finished(&mut uow, &run, url, *count).await?
             }
@@ -75,5 +138,40 @@ impl Handler for Poll {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn an_urgent_poll_lands_lead_before_the_last_slot_of_its_delay() {
+        // Slots at 40, 140, 240, ... ms from now; lead 30 ms: moments at
+        // 10, 110, 210, 310 ms. A poll due in 300 ms goes at 210.
+        assert_eq!(aligned(ms(300), ms(40), ms(100), ms(30)), ms(210));
+        // Slots reserved far ahead still lie on the grid behind them.
+        assert_eq!(aligned(ms(300), ms(940), ms(100), ms(30)), ms(210));
+        // A moment exactly at the schedule is taken as it is.
+        assert_eq!(aligned(ms(310), ms(40), ms(100), ms(30)), ms(310));
+    }
+
+    #[test]
+    fn an_urgent_poll_is_never_later_nor_twice_as_early() {
+        for ahead in (0..2000).step_by(7) {
+            for nominal in [50, 120, 300, 1000, 2000, 8000] {
+                let d = aligned(ms(nominal), ms(ahead), ms(100), ms(30));
+                assert!(d <= ms(nominal), "{d:?} after {nominal} ms");
+                assert!(d * 2 >= ms(nominal), "{d:?} less than half of {nominal} ms");
+            }
+        }
+        // A slot interval longer than half the delay: no moment fits, the
+        // schedule stands (6 s slots, a 2 s poll, the next slot in 5 s).
+        assert_eq!(aligned(ms(2000), ms(5000), ms(6000), ms(30)), ms(2000));
+        assert_eq!(aligned(ms(2000), ms(1500), ms(6000), ms(30)), ms(1470));
     }
 }

@@ -132,6 +132,15 @@ end
 return 1
 ";
 
+/// KEYS[1]: the budget's TAT (µs). Returns how many µs from now the next
+/// free slot is (0 or less: none is reserved ahead, the budget is idle).
+const AHEAD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+return tat - now
+";
+
 /// How close to its time a reserved slot can no longer be taken over. Its
 /// holder checks the reservation no earlier than this before the latest
 /// time the slot can be (the answer's arrival plus the wait), so Redis has
@@ -144,6 +153,7 @@ pub struct Limiter {
     script: Script,
     stands: Script,
     push: Script,
+    ahead: Script,
     search: Duration,
     status: Duration,
     tracker: Duration,
@@ -210,6 +220,7 @@ impl Limiter {
             script: Script::new(GCRA),
             stands: Script::new(STANDS),
             push: Script::new(PUSH),
+            ahead: Script::new(AHEAD),
             search: settings.docex_search_rate.interval_with_margin(m),
             status: settings.docex_status_rate.interval_with_margin(m),
             tracker: settings.tasktracker_rate.interval_with_margin(m),
@@ -281,6 +292,21 @@ impl Limiter {
             .await
             .map_err(Self::unavailable)?;
         Ok(stands == 1)
+    }
+
+    /// How far ahead the next free slot of `budget` is, when callers hold
+    /// slots reserved ahead (the budget is busy). The slots still to come
+    /// lie on one grid: the next free one plus or minus whole intervals.
+    /// None when the budget is idle: the next caller goes at once.
+    pub async fn next_free(&self, budget: Budget) -> StageResult<Option<Duration>> {
+        let mut conn = self.redis.conn.clone();
+        let ahead_us: i64 = self
+            .ahead
+            .key(self.redis.key(&["limit", budget.as_str()]))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::unavailable)?;
+        Ok((ahead_us > 0).then(|| Duration::from_micros(ahead_us as u64)))
     }
 
     /// After a 429: nobody of the fleet sends on this budget for `after`.

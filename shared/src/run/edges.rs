@@ -32,6 +32,10 @@ async fn advance<'q>(
     (stage, what): (&str, &str),
     set: impl FnOnce(&mut Sets<'q>),
 ) -> Result<bool, sqlx::Error> {
+    // The delay counts from the decision, not from after the writes below:
+    // a poll timed to land just before a budget slot stays on time.
+    let next = Step { run_id: step.run_id, seq: step.seq + 1 };
+    let message = message_for(to, next, priority).map(|m| m.after(delay));
     let mut q = QueryBuilder::new("UPDATE docket.runs SET state = ");
     q.push_bind(to.as_str());
     q.push(
@@ -48,9 +52,8 @@ async fn advance<'q>(
         return Ok(false);
     }
     event(uow.conn(), step.run_id, stage, what).await?;
-    let next = Step { run_id: step.run_id, seq: step.seq + 1 };
-    if let Some(message) = message_for(to, next, priority) {
-        uow.send(message.after(delay));
+    if let Some(message) = message {
+        uow.send(message);
     }
     Ok(true)
 }
