@@ -43,7 +43,7 @@ pub fn schedule(app: &App, n: i32, priority: Priority) -> Duration {
 /// What an urgent run's poll must leave, besides its own round trip, between
 /// its arrival and the download slot it aims at: the move to fetch (commit,
 /// publish, delivery) and the take-over guard of the slot.
-const SLOT_LEAD: Duration = Duration::from_millis(30);
+const SLOT_LEAD: Duration = Duration::from_millis(50);
 
 /// An urgent run's next poll, timed to land just before a slot of the
 /// search+download budget. When that budget is busy every download waits
