@@ -106,13 +106,10 @@ impl Handler for Poll {
         let sent = Instant::now();
         let status = app.docex().status(&job_id, &Guard::new(pool, &run)).await?;
         let round_trip = sent.elapsed();
-        let next = match status {
-            JobStatus::Pending => {
-                let nominal = schedule(app, run.polls + 1, run.priority());
-                if run.priority() == Priority::Urgent { urgent_delay(app, nominal, round_trip).await } else { nominal }
-            }
-            _ => Duration::ZERO,
-        };
+        let mut next = schedule(app, run.polls + 1, run.priority());
+        if status == JobStatus::Pending && run.priority() == Priority::Urgent {
+            next = urgent_delay(app, next, round_trip).await;
+        }
         // Counted from here: waiting for a database connection must not
         // make an aligned poll late.
         let decided = Instant::now();

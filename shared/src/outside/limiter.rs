@@ -241,6 +241,11 @@ impl Limiter {
         }
     }
 
+    /// The Redis key of `budget`'s theoretical arrival time.
+    fn tat_key(&self, budget: Budget) -> String {
+        self.redis.key(&["limit", budget.as_str()])
+    }
+
     fn unavailable(e: redis::RedisError) -> StageError {
         StageError::transient(format!("rate limiter unavailable (redis): {e}"))
     }
@@ -254,7 +259,7 @@ impl Limiter {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (reserved, wait_us, epoch, taken_over): (i64, i64, String, i64) = self
             .script
-            .key(self.redis.key(&["limit", budget.as_str()]))
+            .key(self.tat_key(budget))
             .key(self.redis.key(&["limit", budget.as_str(), "epoch"]))
             .key(self.redis.key(&["limit", budget.as_str(), "held"]))
             .arg(self.interval(budget).as_micros() as i64)
@@ -300,12 +305,8 @@ impl Limiter {
     /// None when the budget is idle: the next caller goes at once.
     pub async fn next_free(&self, budget: Budget) -> StageResult<Option<Duration>> {
         let mut conn = self.redis.conn.clone();
-        let ahead_us: i64 = self
-            .ahead
-            .key(self.redis.key(&["limit", budget.as_str()]))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(Self::unavailable)?;
+        let ahead_us: i64 =
+            self.ahead.key(self.tat_key(budget)).invoke_async(&mut conn).await.map_err(Self::unavailable)?;
         Ok((ahead_us > 0).then(|| Duration::from_micros(ahead_us as u64)))
     }
 
@@ -314,7 +315,7 @@ impl Limiter {
         let mut conn = self.redis.conn.clone();
         let _: i64 = self
             .push
-            .key(self.redis.key(&["limit", budget.as_str()]))
+            .key(self.tat_key(budget))
             .arg(after.as_micros() as i64)
             .invoke_async(&mut conn)
             .await
