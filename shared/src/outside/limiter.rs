@@ -241,9 +241,13 @@ impl Limiter {
         }
     }
 
-    /// The Redis key of `budget`'s theoretical arrival time.
-    fn tat_key(&self, budget: Budget) -> String {
-        self.redis.key(&["limit", budget.as_str()])
+    /// The Redis key of `budget`'s theoretical arrival time (`part` None),
+    /// or of its epoch or reserved slots (`Some("epoch")`, `Some("held")`).
+    fn key(&self, budget: Budget, part: Option<&str>) -> String {
+        match part {
+            None => self.redis.key(&["limit", budget.as_str()]),
+            Some(part) => self.redis.key(&["limit", budget.as_str(), part]),
+        }
     }
 
     fn unavailable(e: redis::RedisError) -> StageError {
@@ -259,9 +263,9 @@ impl Limiter {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (reserved, wait_us, epoch, taken_over): (i64, i64, String, i64) = self
             .script
-            .key(self.tat_key(budget))
-            .key(self.redis.key(&["limit", budget.as_str(), "epoch"]))
-            .key(self.redis.key(&["limit", budget.as_str(), "held"]))
+            .key(self.key(budget, None))
+            .key(self.key(budget, Some("epoch")))
+            .key(self.key(budget, Some("held")))
             .arg(self.interval(budget).as_micros() as i64)
             .arg(max_wait.as_micros() as i64)
             .arg(uuid::Uuid::new_v4().to_string())
@@ -289,8 +293,8 @@ impl Limiter {
         let mut conn = self.redis.conn.clone();
         let stands: i64 = self
             .stands
-            .key(self.redis.key(&["limit", budget.as_str(), "epoch"]))
-            .key(self.redis.key(&["limit", budget.as_str(), "held"]))
+            .key(self.key(budget, Some("epoch")))
+            .key(self.key(budget, Some("held")))
             .arg(&reservation.epoch)
             .arg(&reservation.member)
             .invoke_async(&mut conn)
@@ -306,7 +310,7 @@ impl Limiter {
     pub async fn next_free(&self, budget: Budget) -> StageResult<Option<Duration>> {
         let mut conn = self.redis.conn.clone();
         let ahead_us: i64 =
-            self.ahead.key(self.tat_key(budget)).invoke_async(&mut conn).await.map_err(Self::unavailable)?;
+            self.ahead.key(self.key(budget, None)).invoke_async(&mut conn).await.map_err(Self::unavailable)?;
         Ok((ahead_us > 0).then(|| Duration::from_micros(ahead_us as u64)))
     }
 
@@ -315,7 +319,7 @@ impl Limiter {
         let mut conn = self.redis.conn.clone();
         let _: i64 = self
             .push
-            .key(self.tat_key(budget))
+            .key(self.key(budget, None))
             .arg(after.as_micros() as i64)
             .invoke_async(&mut conn)
             .await
