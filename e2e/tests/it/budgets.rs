@@ -86,19 +86,25 @@ async fn take_slot(limiter: &Limiter, rank: Rank) -> (Instant, Instant) {
     }
 }
 
-/// Eight callers of rank `line` keep a reservation each far ahead, always;
-/// now and then one of rank `urgent` comes. Every send of the contest, in
-/// order: (began, sends, urgent). Asserts that priority chose who sent,
-/// never how often: sends stay an interval apart (less the jitter of
-/// waking up).
-async fn contest(name: &str, line: Rank, urgent: Rank) -> (Duration, Vec<(Instant, Instant, bool)>) {
+/// A limiter of the search+download budget at 600/min (100 ms slots, no
+/// margin) whose keys no other test shares.
+fn limiter_of_its_own(name: &str) -> Limiter {
     let prefix = format!("docket_t_{}_{}_{name}", chrono::Utc::now().timestamp(), std::process::id());
     let vars = [("DOCEX_SEARCH_RATE", "600/min"), ("LIMIT_MARGIN", "0ms"), ("REDIS_KEY_PREFIX", prefix.as_str())];
     let settings =
         Settings::from_vars(&Vars::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
             .expect("valid settings");
     let redis = Redis::connect(&settings.redis_url, &settings.redis_key_prefix).expect("a Redis client");
-    let limiter = Limiter::new(redis, &settings);
+    Limiter::new(redis, &settings)
+}
+
+/// Eight callers of rank `line` keep a reservation each far ahead, always;
+/// now and then one of rank `urgent` comes. Every send of the contest, in
+/// order: (began, sends, urgent). Asserts that priority chose who sent,
+/// never how often: sends stay an interval apart (less the jitter of
+/// waking up).
+async fn contest(name: &str, line: Rank, urgent: Rank) -> (Duration, Vec<(Instant, Instant, bool)>) {
+    let limiter = limiter_of_its_own(name);
     let interval = limiter.interval(Budget::DocexSearch);
     let until = Instant::now() + Duration::from_secs(4);
     let mut tasks = Vec::new();
@@ -184,4 +190,62 @@ async fn an_urgent_search_waits_for_the_download_due_next_and_not_for_the_whole_
     // ...and not behind the eight downloads holding reservations.
     assert!(u <= 2 * interval + Duration::from_millis(30), "urgent search median wait {u:?}");
     assert!(d >= interval * 6, "download median wait {d:?}");
+}
+
+/// The ranks the gate gives a bulk download, an urgent search and an urgent
+/// download.
+const DOWNLOAD: Rank = Rank { own: 2, takes_over: 0, behind_one: 0 };
+const URGENT_SEARCH: Rank = Rank { own: 1, takes_over: 3, behind_one: 2 };
+const URGENT_DOWNLOAD: Rank = Rank { own: 0, takes_over: 2, behind_one: 0 };
+
+/// Which slot of a budget whose slots are all reserved ahead (one every
+/// 100 ms from now on) an urgent search and then an urgent download take,
+/// when an urgent download aims at slot `aimed` (None: at none). In slots
+/// from now: (the search's, the download's).
+async fn slots_taken(name: &str, aimed: Option<u32>) -> (f64, f64) {
+    let limiter = limiter_of_its_own(name);
+    let interval = limiter.interval(Budget::DocexSearch);
+    let wait = |slot: Slot| match slot {
+        Slot::Reserved(r) => r.wait,
+        Slot::Deferred(after) => panic!("a wait of a minute is always accepted, not {after:?}"),
+    };
+    let start = Instant::now();
+    for _ in 0..6 {
+        limiter.reserve(Budget::DocexSearch, Duration::from_secs(60), DOWNLOAD).await.expect("redis answers");
+    }
+    if let Some(k) = aimed {
+        let slot = (interval * k).saturating_sub(start.elapsed());
+        limiter.aim(Budget::DocexSearch, "run-1", Some(slot)).await.expect("redis answers");
+    }
+    let mut taken = Vec::new();
+    for rank in [URGENT_SEARCH, URGENT_DOWNLOAD] {
+        let asked = Instant::now();
+        let w = wait(limiter.reserve(Budget::DocexSearch, Duration::from_secs(60), rank).await.expect("redis answers"));
+        taken.push((asked - start + w).as_secs_f64() / interval.as_secs_f64());
+    }
+    (taken[0], taken[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_search_keeps_off_the_slot_an_urgent_download_aims_at_and_still_waits_for_one_download_only() {
+    let near = |got: f64, slot: f64| (got - slot).abs() < 0.2;
+    // Nobody aims: the search spares the download due next (slot 1) and
+    // takes slot 2; the urgent download then takes slot 1.
+    let (search, download) = slots_taken("aim_none", None).await;
+    println!("no aim: search at slot {search:.2}, download at slot {download:.2}");
+    assert!(near(search, 2.0) && near(download, 1.0), "search {search:.2}, download {download:.2}");
+    // The urgent download's poll aims at slot 2: the search takes slot 1
+    // (the download due next goes one slot later), the urgent download slot 2.
+    let (search, download) = slots_taken("aim_2", Some(2)).await;
+    println!("aim at 2: search at slot {search:.2}, download at slot {download:.2}");
+    assert!(near(search, 1.0) && near(download, 2.0), "search {search:.2}, download {download:.2}");
+    // It aims at slot 1: that slot is the download the search waits behind;
+    // the search takes slot 2, as with no aim, and the urgent download slot 1.
+    let (search, download) = slots_taken("aim_1", Some(1)).await;
+    println!("aim at 1: search at slot {search:.2}, download at slot {download:.2}");
+    assert!(near(search, 2.0) && near(download, 1.0), "search {search:.2}, download {download:.2}");
+    // It aims at slot 3: nothing the search would take; as with no aim.
+    let (search, download) = slots_taken("aim_3", Some(3)).await;
+    println!("aim at 3: search at slot {search:.2}, download at slot {download:.2}");
+    assert!(near(search, 2.0) && near(download, 1.0), "search {search:.2}, download {download:.2}");
 }

@@ -75,19 +75,31 @@ pub fn aligned(nominal: Duration, ahead: Duration, interval: Duration, lead: Dur
 }
 
 /// The delay before an urgent run's next poll, aligned to the download
-/// slots when the search+download budget is busy. Alignment is a refinement:
-/// if Redis cannot say, the poll keeps its schedule.
-async fn urgent_delay(app: &App, nominal: Duration, round_trip: Duration) -> Duration {
+/// slots when the search+download budget is busy, and the slot it aims at
+/// (both from now). Alignment is a refinement: if Redis cannot say, the
+/// poll keeps its schedule.
+async fn urgent_delay(app: &App, nominal: Duration, round_trip: Duration) -> (Duration, Option<Duration>) {
     let limiter = &app.docex().gate.limiter;
     let interval = limiter.interval(Budget::DocexSearch);
     let lead = (TAKE_OVER_GUARD + SLOT_LEAD + round_trip).min(interval / 2);
     match limiter.next_free(Budget::DocexSearch).await {
-        Ok(Some(ahead)) => aligned(nominal, ahead, interval, lead),
-        Ok(None) => nominal,
+        Ok(Some(ahead)) => {
+            let delay = aligned(nominal, ahead, interval, lead);
+            (delay, (delay != nominal).then_some(delay + lead))
+        }
+        Ok(None) => (nominal, None),
         Err(e) => {
             debug!(error = %e, "could not read the search budget's schedule; the poll keeps its own");
-            nominal
+            (nominal, None)
         }
+    }
+}
+
+/// Tells the limiter which download slot an urgent run's next poll aims at
+/// (None: none), so that an urgent search keeps off it. A refinement too.
+async fn aim(app: &App, run: &str, slot: Option<Duration>) {
+    if let Err(e) = app.docex().gate.limiter.aim(Budget::DocexSearch, run, slot).await {
+        debug!(error = %e, "could not note the slot an urgent download aims at");
     }
 }
 
@@ -108,8 +120,19 @@ impl Handler for Poll {
         let status = app.docex().status(&job_id, &Guard::new(pool, &run)).await?;
         let round_trip = sent.elapsed();
         let mut next = schedule(app, run.polls + 1, run.priority());
-        if status == JobStatus::Pending && run.priority() == Priority::Urgent {
-            next = urgent_delay(app, next, round_trip).await;
+        if run.priority() == Priority::Urgent {
+            let run_id = run.run_id.to_string();
+            match &status {
+                JobStatus::Pending => {
+                    let asked = Instant::now();
+                    let (delay, slot) = urgent_delay(app, next, round_trip).await;
+                    next = delay;
+                    aim(app, &run_id, slot.map(|s| s.saturating_sub(asked.elapsed()))).await;
+                }
+                // The download goes now, to the slot the poll aimed at.
+                JobStatus::Finished { archive_url: Some(_), .. } => {}
+                _ => aim(app, &run_id, None).await,
+            }
         }
         // Counted from here: waiting for a database connection must not
         // make an aligned poll late.

@@ -26,7 +26,9 @@ use crate::{
 
 /// KEYS[1]: the budget's TAT (µs); KEYS[2]: its epoch; KEYS[3]: the slots
 /// reserved and not yet passed (a ZSET: member `<rank>:<id>`, score the
-/// slot's time in µs). ARGV: interval µs, longest wait µs the caller
+/// slot's time in µs); KEYS[4]: the slots urgent downloads are due to take
+/// (a ZSET: member the run, score the slot's time in µs; see `aim`). ARGV:
+/// interval µs, longest wait µs the caller
 /// accepts, a fresh epoch id, the budget's window µs if the caller has seen
 /// an earlier schedule (else 0), the caller's rank, its reservation id, the
 /// guard µs, the least rank whose slots the caller may take over (0:
@@ -53,6 +55,15 @@ use crate::{
 /// the first of them in line (an urgent search waits for the one download
 /// due next, never for a whole line of them): the earliest slot reserved
 /// by such a rank is spared, the next one taken.
+///
+/// Such a caller (an urgent search) also keeps off a slot an urgent run's
+/// download is due to take (one its status poll was timed for, within half
+/// an interval): taking it would push that download an interval later. A
+/// slot held by a higher rank (an urgent download) or aimed at by one counts
+/// as the download it waits behind; when the slot after the one it spared
+/// is aimed at, it takes the spared one instead. So the search still waits
+/// behind one download, no more, and the urgent download finds its slot
+/// held by work it may take over.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -75,27 +86,44 @@ if tat < now then tat = now end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now - 10000000))
 local over = tonumber(ARGV[8])
 local behind_one = tonumber(ARGV[9])
+local half = math.floor(interval / 2)
+local function aimed(slot)
+  if behind_one == 0 then return false end
+  return #redis.call('ZRANGEBYSCORE', KEYS[4], string.format('(%d', slot - half),
+    string.format('(%d', slot + half), 'LIMIT', 0, 1) > 0
+end
+local function take(other, slot)
+  redis.call('ZREM', KEYS[3], other)
+  redis.call('ZADD', KEYS[3], string.format('%d', slot), member)
+  return {1, slot - now, epoch, 1}
+end
+local waited = false
+local spared = nil
 if over > 0 or behind_one > 0 then
   local held = redis.call('ZRANGEBYSCORE', KEYS[3], string.format('(%d', now),
     string.format('(%d', tat), 'WITHSCORES', 'LIMIT', 0, 64)
-  local spared = false
   for i = 1, #held, 2 do
     local other = held[i]
     local slot = tonumber(held[i + 1])
     if slot - now > max_wait then break end
     local r = tonumber(string.match(other, '^(%d+):'))
-    local take = over > 0 and r >= over
-    if not take and behind_one > 0 and r >= behind_one then
-      take = spared
-      spared = true
-    end
-    if take and slot > now + guard then
-      redis.call('ZREM', KEYS[3], other)
-      redis.call('ZADD', KEYS[3], string.format('%d', slot), member)
-      return {1, slot - now, epoch, 1}
+    local open = slot > now + guard
+    local ahead = behind_one > 0 and (r < rank or (r >= behind_one and aimed(slot)))
+    if ahead then
+      if waited and spared then return take(spared[1], spared[2]) end
+      waited = true
+    elseif over > 0 and r >= over then
+      if open then return take(other, slot) end
+    elseif behind_one > 0 and r >= behind_one then
+      if waited and open then return take(other, slot) end
+      if not waited then
+        waited = true
+        if open then spared = {other, slot} end
+      end
     end
   end
 end
+if spared and aimed(tat) then return take(spared[1], spared[2]) end
 local wait = tat - now
 if wait > max_wait then return {0, wait, epoch, 0} end
 local next_tat = tat + interval
@@ -106,6 +134,23 @@ if wait > 0 then
   redis.call('PEXPIRE', KEYS[3], ttl_ms + 10000)
 end
 return {1, wait, epoch, 0}
+";
+
+/// KEYS[1]: the slots urgent downloads are due to take. ARGV: the run, µs
+/// from now to its slot (negative: it aims at none any more), how long a
+/// claim is kept after its slot, µs.
+const AIM: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - tonumber(ARGV[3])))
+local offset = tonumber(ARGV[2])
+if offset < 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
+redis.call('ZADD', KEYS[1], string.format('%d', now + offset), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.floor((offset + tonumber(ARGV[3])) / 1000) + 1)
+return 1
 ";
 
 /// KEYS[1]: the budget's epoch; KEYS[2]: its reserved slots. ARGV: the
@@ -147,6 +192,10 @@ return tat - now
 /// closed the slot to takers before the check, whatever the round trip.
 pub const TAKE_OVER_GUARD: Duration = Duration::from_millis(10);
 
+/// How long after its slot a claim of `aim` is dropped: by then the
+/// download took the slot or will not.
+const AIM_KEPT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct Limiter {
     redis: Redis,
@@ -154,6 +203,7 @@ pub struct Limiter {
     stands: Script,
     push: Script,
     ahead: Script,
+    aim: Script,
     search: Duration,
     status: Duration,
     tracker: Duration,
@@ -221,6 +271,7 @@ impl Limiter {
             stands: Script::new(STANDS),
             push: Script::new(PUSH),
             ahead: Script::new(AHEAD),
+            aim: Script::new(AIM),
             search: settings.docex_search_rate.interval_with_margin(m),
             status: settings.docex_status_rate.interval_with_margin(m),
             tracker: settings.tasktracker_rate.interval_with_margin(m),
@@ -242,7 +293,8 @@ impl Limiter {
     }
 
     /// The Redis key of `budget`'s theoretical arrival time (`part` None),
-    /// or of its epoch or reserved slots (`Some("epoch")`, `Some("held")`).
+    /// or of its epoch, reserved slots or aimed-at slots (`Some("epoch")`,
+    /// `Some("held")`, `Some("aimed")`).
     fn key(&self, budget: Budget, part: Option<&str>) -> String {
         match part {
             None => self.redis.key(&["limit", budget.as_str()]),
@@ -266,6 +318,7 @@ impl Limiter {
             .key(self.key(budget, None))
             .key(self.key(budget, Some("epoch")))
             .key(self.key(budget, Some("held")))
+            .key(self.key(budget, Some("aimed")))
             .arg(self.interval(budget).as_micros() as i64)
             .arg(max_wait.as_micros() as i64)
             .arg(uuid::Uuid::new_v4().to_string())
@@ -312,6 +365,24 @@ impl Limiter {
         let ahead_us: i64 =
             self.ahead.key(self.key(budget, None)).invoke_async(&mut conn).await.map_err(Self::unavailable)?;
         Ok((ahead_us > 0).then(|| Duration::from_micros(ahead_us as u64)))
+    }
+
+    /// Says that the urgent run `run`'s download is due to take the slot
+    /// `slot` from now (its next status poll is timed for it), or with None
+    /// that it no longer aims at one. An urgent search keeps off that slot.
+    pub async fn aim(&self, budget: Budget, run: &str, slot: Option<Duration>) -> StageResult {
+        let mut conn = self.redis.conn.clone();
+        let offset = slot.map_or(-1, |s| s.as_micros() as i64);
+        let _: i64 = self
+            .aim
+            .key(self.key(budget, Some("aimed")))
+            .arg(run)
+            .arg(offset)
+            .arg(AIM_KEPT.as_micros() as i64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::unavailable)?;
+        Ok(())
     }
 
     /// After a 429: nobody of the fleet sends on this budget for `after`.
