@@ -50,7 +50,7 @@ impl App {
     }
 
     pub fn smallest_tier(&self) -> Duration {
-        self.settings.delay_tiers.first().copied().unwrap_or(Duration::from_secs(1))
+        crate::broker::publish::smallest_tier(&self.settings.delay_tiers)
     }
 
     /// Records a run's latest trouble for `docket status` (best effort:

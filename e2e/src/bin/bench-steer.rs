@@ -386,11 +386,11 @@ async fn breakdown(env: &TestEnv, baseline: &[Sent], urgent: &[Sent], job_ms: u6
     }
     // The worst runs, step by step, so a tail is attributed to its step.
     let total = |r: &[Option<i64>; N]| r.iter().flatten().sum::<i64>();
-    let mut worst: Vec<&[Option<i64>; N]> = loaded.iter().collect();
-    worst.sort_by_key(|r| std::cmp::Reverse(total(r)));
-    println!("  the five slowest urgent runs, ms per step:");
-    for r in worst.iter().take(5) {
+    let mut worst: Vec<(&Sent, &[Option<i64>; N])> = urgent.iter().zip(&loaded).collect();
+    worst.sort_by_key(|(_, r)| std::cmp::Reverse(total(r)));
+    println!("  the ten slowest urgent runs, ms per step:");
+    for (sent, r) in worst.iter().take(10) {
         let cells: Vec<String> = r.iter().map(|x| x.map_or("-".into(), |x| x.to_string())).collect();
-        println!("    total {:>5}: {}", total(r), cells.join(" / "));
+        println!("    {} total {:>5}: {}", sent.patient, total(r), cells.join(" / "));
     }
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     message::{self, H_PARKED_AT, H_QUEUE, H_REASON, H_RUN, H_STAGE, Meta, Outgoing, now_ms},
-    publish::Raw,
+    publish::{Raw, goes_straight},
     topology::{PARKED_EXCHANGE, hold_name},
 };
 use crate::{
@@ -107,7 +107,7 @@ impl<H: Handler> Typed<H> {
     /// handler itself (a panic becomes a parked message, not a dead task).
     async fn decide(&self, delivery: &Delivery, meta: &Meta) -> Outcome {
         if let Some(early) = early_by(meta) {
-            if early >= self.app.smallest_tier() / 2 {
+            if !goes_straight(early, &self.app.settings.delay_tiers) {
                 return Outcome::Redelay;
             }
             tokio::time::sleep(early).await;

@@ -22,6 +22,32 @@ use crate::error::StageError;
 
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What one pass through a delay queue may end late by, at most (measured
+/// on a loaded two-core machine: a few milliseconds), and more.
+pub const DELAY_HOP: Duration = Duration::from_millis(25);
+
+/// The smallest delay tier (1 s when none is configured).
+pub fn smallest_tier(tiers: &[Duration]) -> Duration {
+    tiers.first().copied().unwrap_or(Duration::from_secs(1))
+}
+
+/// The delay tier a message due in `remaining` goes through; None when it
+/// goes straight to its queue.
+fn tier_for(remaining: Duration, tiers: &[Duration]) -> Option<Duration> {
+    if goes_straight(remaining, tiers) {
+        return None;
+    }
+    Some(tiers.iter().rev().find(|t| **t + DELAY_HOP <= remaining).copied().unwrap_or(smallest_tier(tiers)))
+}
+
+/// Whether a message due in `remaining` goes straight to its queue, where
+/// the consumer sleeps until it is due, rather than through a delay tier:
+/// when no tier ends at least a hop before it is due. The publisher and the
+/// consumer (for a message that came out of a tier early) decide alike.
+pub fn goes_straight(remaining: Duration, tiers: &[Duration]) -> bool {
+    remaining < smallest_tier(tiers) + DELAY_HOP
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("not connected to the broker")]
@@ -99,16 +125,18 @@ impl Publisher {
     }
 
     /// Picks the exchange for a message: straight to the work exchange when
-    /// due (or due within half the smallest tier, which the consumer then
-    /// sleeps), otherwise the largest delay tier that does not overshoot.
+    /// due within the smallest tier (and a hop: the consumer sleeps the
+    /// rest, to the millisecond), otherwise the largest delay tier that ends
+    /// at least a hop before the message is due. A pass through a delay
+    /// queue ends a few milliseconds late (expiry at the queue's head,
+    /// dead-lettering); a tier that ended exactly at the due time made every
+    /// delayed message that late, and a remainder under the smallest tier
+    /// went through it whole and came up to half that tier late.
     fn route(&self, out: &Outgoing) -> String {
-        let remaining = out.remaining();
-        let smallest = self.tiers.first().copied().unwrap_or(Duration::from_secs(1));
-        if remaining < smallest / 2 {
-            return WORK_EXCHANGE.to_string();
+        match tier_for(out.remaining(), &self.tiers) {
+            None => WORK_EXCHANGE.to_string(),
+            Some(tier) => delay_name(tier),
         }
-        let tier = self.tiers.iter().rev().find(|t| **t <= remaining).copied().unwrap_or(smallest);
-        delay_name(tier)
     }
 
     pub async fn send(&self, out: &Outgoing) -> Result<(), PublishError> {
@@ -186,5 +214,39 @@ fn check(confirmation: Confirmation, queue: &str) -> Result<(), PublishError> {
         // The supervisor always selects confirm mode; a channel without it
         // would mean a message published with no guarantee.
         Confirmation::NotRequested => Err(PublishError::Nacked(format!("{queue} (confirms off)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_delay_ends_in_the_consumer_never_past_its_due_time_in_a_tier() {
+        let tiers = [ms(200), ms(1000), ms(5000)];
+        // Under the smallest tier and a hop: straight, the consumer sleeps.
+        for due in [0, 10, 100, 150, 199, 200, 224] {
+            assert_eq!(tier_for(ms(due), &tiers), None, "{due} ms");
+        }
+        // Otherwise the largest tier that ends a hop before the due time.
+        assert_eq!(tier_for(ms(225), &tiers), Some(ms(200)));
+        assert_eq!(tier_for(ms(600), &tiers), Some(ms(200)));
+        assert_eq!(tier_for(ms(1024), &tiers), Some(ms(200)));
+        assert_eq!(tier_for(ms(1025), &tiers), Some(ms(1000)));
+        assert_eq!(tier_for(ms(60_000), &tiers), Some(ms(5000)));
+        // Hop by hop, each a few ms late, a 600 ms delay ends in the
+        // consumer with time to spare, whatever the hops cost.
+        for late in [0, 5, 20] {
+            let mut left = ms(600);
+            while let Some(tier) = tier_for(left, &tiers) {
+                left = left.saturating_sub(tier + ms(late));
+            }
+            assert!(left > Duration::ZERO, "a hop of {late} ms late overshot");
+            assert!(goes_straight(left, &tiers));
+        }
     }
 }
