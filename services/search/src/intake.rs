@@ -27,8 +27,16 @@ impl<const URGENT: bool> Handler for Intake<URGENT> {
 
     fn prefetch(&self, app: &App) -> u16 {
         // The lane is for the few: a handful at once keeps the database
-        // pool free for the runs it starts.
-        if URGENT { 4 } else { app.settings.prefetch.unwrap_or(32) }
+        // pool free for the runs it starts. So does the main intake: each
+        // request holds a connection for its transaction, so more in flight
+        // than half the pool would only queue for connections, ahead of the
+        // task and search rooms (an urgent run's claim among them) that
+        // share this process's pool.
+        if URGENT {
+            4
+        } else {
+            app.settings.prefetch.unwrap_or_else(|| (app.settings.database_pool / 2).clamp(1, 32) as u16)
+        }
     }
 
     async fn handle(&self, request: PatientRequest, _meta: &Meta) -> StageResult {
