@@ -22,8 +22,8 @@ use crate::error::StageError;
 
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What one pass through a delay queue may end late by, at most (measured
-/// on a loaded two-core machine: a few milliseconds), and more.
+/// The room left for one pass through a delay queue to end late: a few
+/// milliseconds measured on a loaded two-core machine, with a margin.
 pub const DELAY_HOP: Duration = Duration::from_millis(25);
 
 /// The smallest delay tier (1 s when none is configured).
