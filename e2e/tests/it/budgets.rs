@@ -86,6 +86,12 @@ async fn take_slot(limiter: &Limiter, rank: Rank) -> (Instant, Instant) {
     }
 }
 
+/// The ranks the gate gives a bulk download, an urgent search and an urgent
+/// download.
+const DOWNLOAD: Rank = Rank { own: 2, takes_over: 0, behind_one: 0 };
+const URGENT_SEARCH: Rank = Rank { own: 1, takes_over: 3, behind_one: 2 };
+const URGENT_DOWNLOAD: Rank = Rank { own: 0, takes_over: 2, behind_one: 0 };
+
 /// A limiter of the search+download budget at 600/min (100 ms slots, no
 /// margin) whose keys no other test shares.
 fn limiter_of_its_own(name: &str) -> Limiter {
@@ -155,9 +161,7 @@ fn waits(sends: &[(Instant, Instant, bool)]) -> (Vec<Duration>, Vec<Duration>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_share_an_interval() {
-    let bulk = Rank { own: 2, takes_over: 0, behind_one: 0 };
-    let urgent = Rank { own: 0, takes_over: 2, behind_one: 0 };
-    let (interval, sends) = contest("limiter", bulk, urgent).await;
+    let (interval, sends) = contest("limiter", DOWNLOAD, URGENT_DOWNLOAD).await;
     let (urgent_waits, bulk_waits) = waits(&sends);
     let (u, b) = (urgent_waits[urgent_waits.len() / 2], bulk_waits[bulk_waits.len() / 2]);
     println!("{} sends; urgent wait median {u:?} (worst {:?}), bulk {b:?}", sends.len(), urgent_waits.last());
@@ -170,10 +174,7 @@ async fn an_urgent_caller_takes_over_a_slot_reserved_ahead_and_no_two_sends_shar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_urgent_search_waits_for_the_download_due_next_and_not_for_the_whole_line() {
-    // The ranks the gate gives a bulk download and an urgent search.
-    let download = Rank { own: 2, takes_over: 0, behind_one: 0 };
-    let urgent_search = Rank { own: 1, takes_over: 3, behind_one: 2 };
-    let (interval, sends) = contest("behind_one", download, urgent_search).await;
+    let (interval, sends) = contest("behind_one", DOWNLOAD, URGENT_SEARCH).await;
     let (urgent_waits, download_waits) = waits(&sends);
     let (u, d) = (urgent_waits[urgent_waits.len() / 2], download_waits[download_waits.len() / 2]);
     println!(
@@ -191,12 +192,6 @@ async fn an_urgent_search_waits_for_the_download_due_next_and_not_for_the_whole_
     assert!(u <= 2 * interval + Duration::from_millis(30), "urgent search median wait {u:?}");
     assert!(d >= interval * 6, "download median wait {d:?}");
 }
-
-/// The ranks the gate gives a bulk download, an urgent search and an urgent
-/// download.
-const DOWNLOAD: Rank = Rank { own: 2, takes_over: 0, behind_one: 0 };
-const URGENT_SEARCH: Rank = Rank { own: 1, takes_over: 3, behind_one: 2 };
-const URGENT_DOWNLOAD: Rank = Rank { own: 0, takes_over: 2, behind_one: 0 };
 
 /// Which slot of a budget whose slots are all reserved ahead (one every
 /// 100 ms from now on) an urgent search and then an urgent download take,
