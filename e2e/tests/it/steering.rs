@@ -110,6 +110,17 @@ async fn an_urgent_request_behind_300_bulk_ones_takes_the_next_search_slot_and_r
     assert!(searched - published <= 2 * interval_ms + 250, "{} ms", searched - published);
 
     wait_batch_finished(&env, "emergency", 1, Duration::from_secs(60)).await;
+    // While the budget is busy an urgent job is read about once a slot, just
+    // before it (so its download takes the first slot after the archive is
+    // ready), never at the status budget's full rate.
+    let urgent_calls: Vec<Arrival> =
+        env.docex.arrivals().into_iter().filter(|a| docex_patient(a) == "URGENT").collect();
+    let reads = urgent_calls.iter().filter(|a| a.endpoint == "status").count() as u64;
+    let downloaded =
+        urgent_calls.iter().find(|a| a.endpoint == "archive").expect("the urgent archive's download").at_ms;
+    let slots = (downloaded - searched).div_ceil(interval_ms);
+    println!("the urgent job was read {reads} times over the {slots} slots between its search and its download");
+    assert!(reads <= 2 * slots + 4, "{reads} status reads of the urgent job in {slots} slots");
     let backlog_done = finished_in(&env, "backlog").await;
     println!("urgent report in; {backlog_done} of 300 backlog runs finished then");
     assert!(backlog_done < 250, "the urgent report came before the backlog drained ({backlog_done} of 300 done)");

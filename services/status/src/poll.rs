@@ -25,19 +25,46 @@ const URGENT_POLL_SPREAD: f64 = 4.0;
 /// POLL_MAX, with ±10 % jitter so polls started together drift apart. An
 /// urgent run's polls have no jitter and stop growing at four times POLL_FIRST (8 s by
 /// default): a job that takes 35 s is seen within 8 s of its end, not 27 s
-/// later; even `DOCEX_MAX_JOBS` urgent jobs at once (50 polls every 8 s)
-/// stay inside the status budget (10 a second).
+/// later. While the search+download budget is busy an urgent poll goes
+/// sooner, just before the next download slot ([`aligned`]): even
+/// `DOCEX_MAX_JOBS` urgent jobs at once (50 polls a slot, every 6 s) stay
+/// inside the status budget (10 a second).
 pub fn schedule(app: &App, n: i32, priority: Priority) -> Duration {
     let first = app.settings.poll_first.as_secs_f64();
     let urgent = priority == Priority::Urgent;
-    let mut max = app.settings.poll_max.as_secs_f64();
-    if urgent {
-        max = max.min(first * URGENT_POLL_SPREAD);
-    }
+    let max = if urgent { longest_urgent_gap(app).as_secs_f64() } else { app.settings.poll_max.as_secs_f64() };
     let step = (first * 2f64.powi((n - 1).clamp(0, 30))).min(max);
     // Urgent runs are few: no jitter, so none of them is seen late by chance.
     let jitter = if urgent { 1.0 } else { 0.9 + rand::random::<f64>() * 0.2 };
     Duration::from_secs_f64(step * jitter)
+}
+
+/// The longest an urgent run's polls grow apart on their schedule.
+fn longest_urgent_gap(app: &App) -> Duration {
+    app.settings.poll_max.min(app.settings.poll_first.mul_f64(URGENT_POLL_SPREAD))
+}
+
+/// The delay before an urgent run's next poll by its schedule, counted from
+/// the job's start (`age` ago): the polls [`schedule`] makes when each is on
+/// time, at POLL_FIRST, twice, four times that, then every `cap`. By the
+/// job's age, not by the polls made, so the slot-aligned polls an urgent
+/// run makes in between (or a poll delivered late) do not move it: when the
+/// budget turns idle, the polls are where they would have been. The next
+/// point is at least half of POLL_FIRST away, so a poll delivered a little
+/// early does not poll again at once.
+pub fn by_age(first: Duration, cap: Duration, age: Duration) -> Duration {
+    let (first, cap, age) = (first.as_micros(), cap.as_micros().max(1), age.as_micros());
+    let due = age + first / 2;
+    // Points first, 2 first, 4 first, ..., each gap doubling up to `cap`.
+    let (mut point, mut gap) = (first, first.max(1));
+    while point < due && gap < cap {
+        point += gap;
+        gap = (gap * 2).min(cap);
+    }
+    if point < due {
+        point += (due - point).div_ceil(cap) * cap;
+    }
+    Duration::from_micros((point - age) as u64)
 }
 
 /// What an urgent run's poll must leave, besides its own round trip, between
@@ -54,21 +81,25 @@ const SLOT_LEAD: Duration = Duration::from_millis(50);
 /// slot; one that arrives `lead` before a slot hands the download that very
 /// slot (an urgent download takes over a slot reserved for other work).
 ///
-/// The poll moves only earlier than `nominal`, to the last such moment at
-/// or before it, and never to less than half of it: it is never later than
-/// its schedule, and polls come at most twice as often. When no such moment
-/// lies in that span (an interval longer than half the delay) it keeps its
-/// schedule.
+/// The poll goes at the first such moment at least `lead` from now, if that
+/// is no later than its schedule (`nominal`); otherwise it keeps its
+/// schedule. So while downloads wait for slots an urgent job is read once
+/// before each slot (the download could use no slot earlier), and its
+/// download takes the first slot after the archive is ready, whatever the
+/// schedule; a poll is never later than the schedule, and never more than
+/// about one a slot plus the schedule's own.
 pub fn aligned(nominal: Duration, ahead: Duration, interval: Duration, lead: Duration) -> Duration {
     if interval.is_zero() {
         return nominal;
     }
-    let (nominal_us, interval_us) = (nominal.as_micros() as i128, interval.as_micros() as i128);
+    let (nominal_us, interval_us, lead_us) =
+        (nominal.as_micros() as i128, interval.as_micros() as i128, lead.as_micros() as i128);
     // The moments `lead` before a slot: first + k * interval, for any k.
-    let first = ahead.as_micros() as i128 - lead.as_micros() as i128;
-    let k = (nominal_us - first).div_euclid(interval_us);
+    let first = ahead.as_micros() as i128 - lead_us;
+    // The earliest of them at or after `lead` from now.
+    let k = (lead_us - first + interval_us - 1).div_euclid(interval_us);
     let moment = first + k * interval_us;
-    if moment * 2 < nominal_us || moment > nominal_us {
+    if moment > nominal_us {
         return nominal;
     }
     Duration::from_micros(moment as u64)
@@ -121,6 +152,9 @@ impl Handler for Poll {
         let round_trip = sent.elapsed();
         let mut next = schedule(app, run.polls + 1, run.priority());
         if run.priority() == Priority::Urgent {
+            if let Some(age) = run.job_age() {
+                next = by_age(app.settings.poll_first, longest_urgent_gap(app), age);
+            }
             let run_id = run.run_id.to_string();
             match &status {
                 JobStatus::Pending => {
@@ -171,28 +205,55 @@ mod tests {
     }
 
     #[test]
-    fn an_urgent_poll_lands_lead_before_the_last_slot_of_its_delay() {
-        // Slots at 40, 140, 240, ... ms from now; lead 30 ms: moments at
-        // 10, 110, 210, 310 ms. A poll due in 300 ms goes at 210.
-        assert_eq!(aligned(ms(300), ms(40), ms(100), ms(30)), ms(210));
-        // Slots reserved far ahead still lie on the grid behind them.
-        assert_eq!(aligned(ms(300), ms(940), ms(100), ms(30)), ms(210));
-        // A moment exactly at the schedule is taken as it is.
-        assert_eq!(aligned(ms(310), ms(40), ms(100), ms(30)), ms(310));
+    fn an_urgent_runs_schedule_is_counted_from_the_jobs_start() {
+        let (first, cap) = (ms(300), ms(1200));
+        // On time: 300, 600, 1200, 2400, 3600 ms after the start, as the
+        // count of polls gives it.
+        assert_eq!(by_age(first, cap, ms(0)), ms(300));
+        assert_eq!(by_age(first, cap, ms(300)), ms(300));
+        assert_eq!(by_age(first, cap, ms(600)), ms(600));
+        assert_eq!(by_age(first, cap, ms(1200)), ms(1200));
+        assert_eq!(by_age(first, cap, ms(2400)), ms(1200));
+        // Polls in between (aligned to slots) leave the points where they are.
+        assert_eq!(by_age(first, cap, ms(700)), ms(500));
+        assert_eq!(by_age(first, cap, ms(1000)), ms(200));
+        assert_eq!(by_age(first, cap, ms(3000)), ms(600));
+        // A poll a little early for its point does not poll again at once.
+        assert_eq!(by_age(first, cap, ms(1190)), ms(1210));
+        // An hour on, still every cap.
+        assert_eq!(by_age(first, cap, ms(3_600_000)), ms(1200));
+        assert_eq!(by_age(first, cap, ms(3_600_100)), ms(1100));
     }
 
     #[test]
-    fn an_urgent_poll_is_never_later_nor_twice_as_early() {
+    fn an_urgent_poll_lands_lead_before_the_next_slot_within_its_delay() {
+        // Slots at 140, 240, 340, ... ms from now; lead 30 ms: moments at
+        // 110, 210, 310 ms. A poll due in 300 ms goes at 110.
+        assert_eq!(aligned(ms(300), ms(140), ms(100), ms(30)), ms(110));
+        // Slots reserved far ahead still lie on the grid behind them.
+        assert_eq!(aligned(ms(300), ms(940), ms(100), ms(30)), ms(110));
+        // The next slot is too close to reach before it: the one after.
+        assert_eq!(aligned(ms(300), ms(40), ms(100), ms(30)), ms(110));
+        // A moment exactly at the schedule is taken as it is.
+        assert_eq!(aligned(ms(110), ms(140), ms(100), ms(30)), ms(110));
+    }
+
+    #[test]
+    fn an_urgent_poll_is_never_later_than_its_schedule_nor_sooner_than_its_lead() {
         for ahead in (0..2000).step_by(7) {
             for nominal in [50, 120, 300, 1000, 2000, 8000] {
                 let d = aligned(ms(nominal), ms(ahead), ms(100), ms(30));
                 assert!(d <= ms(nominal), "{d:?} after {nominal} ms");
-                assert!(d * 2 >= ms(nominal), "{d:?} less than half of {nominal} ms");
+                assert!(d >= ms(30), "{d:?} sooner than the lead");
+                // Aligned: lead before a slot on the grid; or the schedule.
+                let on_grid = (ms(ahead).as_millis() as i64 - d.as_millis() as i64 - 30).rem_euclid(100) == 0;
+                assert!(on_grid || d == ms(nominal), "{d:?} is neither on the grid nor the schedule");
             }
         }
-        // A slot interval longer than half the delay: no moment fits, the
-        // schedule stands (6 s slots, a 2 s poll, the next slot in 5 s).
+        // A slot interval longer than the delay, the next slot beyond it:
+        // the schedule stands (6 s slots, a 2 s poll, the next slot in 5 s).
         assert_eq!(aligned(ms(2000), ms(5000), ms(6000), ms(30)), ms(2000));
         assert_eq!(aligned(ms(2000), ms(1500), ms(6000), ms(30)), ms(1470));
+        assert_eq!(aligned(ms(8000), ms(500), ms(6000), ms(30)), ms(470));
     }
 }

@@ -112,7 +112,7 @@ pub async fn search_started(
     let what = format!("DocEx search started: job {job_id}");
     let job = job_id.to_string();
     advance(uow, run.step(), run.priority(), State::Search, State::Poll, first_poll, ("search", &what), |q| {
-        q.push(", polls = 0, last_error = NULL, job_id = ").push_bind(job);
+        q.push(", polls = 0, job_started_at = now(), last_error = NULL, job_id = ").push_bind(job);
     })
     .await
 }

@@ -191,6 +191,9 @@ pub struct Run {
     pub job_id: Option<String>,
     pub holds_job_slot: bool,
     pub polls: i32,
+    /// When the current DocEx job was started (None before a search, and
+    /// for a job started before this column existed).
+    pub job_started_at: Option<DateTime<Utc>>,
     pub archive_url: Option<String>,
     pub archive_fetched: bool,
     pub docs_total: Option<i32>,
@@ -213,6 +216,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// How long ago the current DocEx job was started, by this host's clock
+    /// against the database's (None before a search).
+    pub fn job_age(&self) -> Option<std::time::Duration> {
+        self.job_started_at.map(|at| (Utc::now() - at).to_std().unwrap_or_default())
+    }
+
     /// The idempotency key of the run's TaskTracker task: the task room and
     /// the report of a run cancelled before its task use the same one.
     pub fn task_key(&self) -> String {
