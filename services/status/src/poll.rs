@@ -12,7 +12,7 @@ use docket_shared::{
     App, Handler, Meta, StageError, StageResult, UnitOfWork,
     broker::topology::queues,
     outside::{Budget, docex::JobStatus, limiter::TAKE_OVER_GUARD},
-    run::{self, Guard, Priority, State, Step, edges},
+    run::{self, Guard, Priority, Run, State, Step, edges},
 };
 use tracing::{debug, info};
 
@@ -21,17 +21,25 @@ pub struct Poll(pub Arc<App>);
 /// How much longer than POLL_FIRST an urgent run's polls may grow apart.
 const URGENT_POLL_SPREAD: f64 = 4.0;
 
-/// The delay before poll number `n` (1-based): doubling from POLL_FIRST up to
-/// POLL_MAX, with ±10 % jitter so polls started together drift apart. An
+/// The delay before `run`'s next poll, its `polls + 1`th: doubling from
+/// POLL_FIRST up to POLL_MAX, with ±10 % jitter so polls started together drift apart. An
 /// urgent run's polls have no jitter and stop growing at four times POLL_FIRST (8 s by
 /// default): a job that takes 35 s is seen within 8 s of its end, not 27 s
 /// later. While the search+download budget is busy an urgent poll goes
 /// sooner, just before the next download slot ([`aligned`]): even
 /// `DOCEX_MAX_JOBS` urgent jobs at once (50 polls a slot, every 6 s) stay
 /// inside the status budget (10 a second).
-pub fn schedule(app: &App, n: i32, priority: Priority) -> Duration {
+///
+/// An urgent run's schedule is counted from its job's start ([`by_age`]),
+/// so the slot-aligned polls in between do not move it; a run whose job
+/// start is not recorded (started before the column existed) counts polls.
+pub fn schedule(app: &App, run: &Run) -> Duration {
+    let urgent = run.priority() == Priority::Urgent;
+    if let Some(age) = run.job_age().filter(|_| urgent) {
+        return by_age(app.settings.poll_first, longest_urgent_gap(app), age);
+    }
+    let n = run.polls + 1;
     let first = app.settings.poll_first.as_secs_f64();
-    let urgent = priority == Priority::Urgent;
     let max = if urgent { longest_urgent_gap(app).as_secs_f64() } else { app.settings.poll_max.as_secs_f64() };
     let step = (first * 2f64.powi((n - 1).clamp(0, 30))).min(max);
     // Urgent runs are few: no jitter, so none of them is seen late by chance.
@@ -150,11 +158,8 @@ impl Handler for Poll {
         let sent = Instant::now();
         let status = app.docex().status(&job_id, &Guard::new(pool, &run)).await?;
         let round_trip = sent.elapsed();
-        let mut next = schedule(app, run.polls + 1, run.priority());
+        let mut next = schedule(app, &run);
         if run.priority() == Priority::Urgent {
-            if let Some(age) = run.job_age() {
-                next = by_age(app.settings.poll_first, longest_urgent_gap(app), age);
-            }
             let run_id = run.run_id.to_string();
             match &status {
                 JobStatus::Pending => {
